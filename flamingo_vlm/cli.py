@@ -38,6 +38,48 @@ def cmd_generate(model: str, prompt: str, images: Sequence[str], max_new_tokens:
     return 0
 
 
+def parse_dotted_overrides(extra: Sequence[str]) -> list[tuple[str, str]]:
+    """['--optim.lr', '3e-4', '--steps=10'] -> [('optim.lr', '3e-4'), ('steps', '10')]."""
+    pairs, items = [], list(extra)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--") or len(item) == 2:
+            raise ValueError(f"Unexpected argument {item!r}; overrides look like --optim.lr 3e-4 or --steps=100.")
+        key = item[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif items and not items[0].startswith("--"):
+            value = items.pop(0)
+        else:
+            raise ValueError(f"Override --{key} needs a value.")
+        pairs.append((key.replace("-", "_"), value))
+    return pairs
+
+
+def cmd_train(config_path: str, overrides: list[tuple[str, str]], resume: bool, help_config: bool) -> int:
+    """Train (or resume) from a YAML config; dotted overrides change single fields."""
+    from flamingo_vlm.training.config import describe_fields, load_train_config
+
+    if help_config:
+        print("\n".join(describe_fields()))
+        return 0
+    if resume:
+        overrides = [*overrides, ("resume", "must")]
+    from flamingo_vlm.training.trainer import train
+
+    export = train(load_train_config(config_path, overrides))
+    print(f"final model: {export}")
+    return 0
+
+
+def cmd_plot(path: str, output: str | None) -> int:
+    """Plot a training run folder (loss and gates) to PNG."""
+    from flamingo_vlm.training.plot import plot_run
+
+    print(plot_run(path, output))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamingo",
@@ -62,12 +104,53 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--video", nargs="+", help="frame files of one video, in order (its tag comes last)")
     generate.add_argument("--max-new-tokens", type=int, default=20, help="generation budget (default 20)")
     generate.add_argument("--num-beams", type=int, default=3, help="beam size; 1 = greedy (default 3, the paper's)")
+
+    train = commands.add_parser(
+        "train", help="train the new layers on WebDataset shards (one CPU or torchrun + DDP/FSDP2)",
+        description="Train from a YAML config. Any field can be overridden with a dotted key: "
+                    "flamingo train run.yaml --optim.lr 3e-4 --datasets.0.batch_size 4 --steps 100. "
+                    "The same command runs distributed: torchrun --nproc_per_node 8 -m flamingo_vlm.train run.yaml. "
+                    "A run resumes automatically from the newest checkpoint in its output_dir.",
+    )
+    train.add_argument("config", nargs="?", help="YAML training config")
+    train.add_argument("--resume", action="store_true", help="fail unless a checkpoint exists to resume from")
+    train.add_argument("--help-config", action="store_true", help="list every config field with its meaning")
+
+    data = commands.add_parser(
+        "data", help="write WebDataset shards from a local folder or JSONL",
+        description="Convert small local data into the shards training reads. KIND is pairs (a folder of "
+                    "name.jpg + name.txt, or JSONL of {image, text}), interleaved (JSONL of MMC4-style "
+                    "{text_list, image_info}) or video (JSONL of {frames | frames_dir, text}). Corrupt samples are "
+                    "skipped and counted. Prints the brace pattern to put in a training config.",
+    )
+    data.add_argument("kind", choices=["pairs", "interleaved", "video"], help="sample layout")
+    data.add_argument("source", help="folder or JSONL file")
+    data.add_argument("out_dir", help="folder for the .tar shards")
+    data.add_argument("--samples-per-shard", type=int, default=1000, help="samples per shard (default 1000)")
+    data.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT_DIR")
+
+    plot = commands.add_parser("plot", help="plot a training run (loss per dataset, gates per layer) to PNG")
+    plot.add_argument("path", help="a training run folder")
+    plot.add_argument("--output", help="PNG path (default: RUN_DIR/training.png)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command == "train":
+            if args.config is None and not args.help_config:
+                parser.error("flamingo train needs a CONFIG.yaml (see --help-config for its fields)")
+            return cmd_train(args.config, parse_dotted_overrides(extra), args.resume, args.help_config)
+        if args.command == "data":
+            from flamingo_vlm.data.shards import data_command
+
+            return data_command(args.kind, args.source, args.out_dir, args.samples_per_shard, args.overwrite)
+        if args.command == "plot":
+            return cmd_plot(args.path, args.output)
         if args.command == "info":
             return cmd_info(args.model)
         if args.command == "generate":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,7 +33,8 @@ class VisionEncoder(nn.Module):
         self.is_hf = isinstance(tower, PreTrainedModel)
         config = getattr(tower, "config", None)
         # CLIP towers prepend a class token; SigLIP towers have none.
-        self.drop_cls = drop_cls and self.is_hf and getattr(config, "model_type", "").startswith("clip")
+        self.is_clip = self.is_hf and getattr(config, "model_type", "").startswith("clip")
+        self.drop_cls = drop_cls and self.is_clip
         self.image_size = image_size or (getattr(config, "image_size", None) if config is not None else None)
         if self.image_size is None:
             raise ValueError("Cannot tell the vision encoder's input size; pass image_size= with the custom module.")
@@ -56,8 +55,11 @@ class VisionEncoder(nn.Module):
             if not (isinstance(features, torch.Tensor) and features.dim() == 3):
                 raise ValueError("A custom vision module must map (N, 3, H, W) pixels to a (N, tokens, dim) tensor.")
             return features
-        out = self.tower(pixel_values=pixel_values, output_hidden_states=True)
-        features = out.hidden_states[self.feature_layer]  # (N, 1 + P, D) for CLIP, (N, P, D) for SigLIP
+        if self.feature_layer == -1 and self.is_clip:  # CLIP's last state is hidden_states[-1]: store no others
+            features = self.tower(pixel_values=pixel_values).last_hidden_state
+        else:
+            features = self.tower(pixel_values=pixel_values, output_hidden_states=True).hidden_states[self.feature_layer]
+        # features: (N, 1 + P, D) for CLIP, (N, P, D) for SigLIP
         return features[:, 1:] if self.drop_cls else features
 
 
@@ -75,11 +77,3 @@ def load_vision_tower(source: str | os.PathLike) -> PreTrainedModel:
             f"(N, tokens, dim) features as vision=, with image_size=."
         )
     return tower_class.from_pretrained(source, attn_implementation="sdpa")
-
-
-def vision_model_type(source: str | os.PathLike) -> str | None:
-    """model_type from a local folder's config.json, without loading weights (None if unreadable)."""
-    path = Path(source) / "config.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text()).get("model_type")

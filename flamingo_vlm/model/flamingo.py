@@ -317,21 +317,30 @@ class Flamingo(nn.Module):
                                 reduction=reduction, candidate_batch_size=candidate_batch_size)
 
     # ------------------------------------------------------------------ save / load
-    def flamingo_state_dict(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the new layers and token rows (and the LM itself when it is trained)."""
-        state = self.state_dict()
-        keep = {}
-        for key, value in state.items():
+    def flamingo_state_dict_keys(self) -> list[str]:
+        """Keys a checkpoint stores: the new layers and token rows, plus the LM itself when it is trained."""
+        keys = []
+        for key in self.state_dict():
             if key.startswith("vision."):
                 continue
             if key.startswith("lm.") and CROSS_ATTN_KEY not in key and self.config.freeze_lm:
                 continue
-            keep[key] = value
-        return keep
+            keys.append(key)
+        if embeddings_are_tied(self.lm) and not self.config.freeze_lm:
+            keys.remove("lm." + _head_key(self.lm))  # tied to the input embeddings; safetensors rejects aliasing
+        return keys
 
-    def save_pretrained(self, directory: str | os.PathLike, *, self_contained: bool = False) -> None:
+    def flamingo_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors of ``flamingo_state_dict_keys`` (this process's view; see training for FSDP)."""
+        state = self.state_dict()
+        return {key: state[key] for key in self.flamingo_state_dict_keys()}
+
+    def save_pretrained(self, directory: str | os.PathLike, *, self_contained: bool = False,
+                        weights: dict[str, torch.Tensor] | None = None) -> None:
         """Write config, new weights (safetensors), tokenizer and image processor; with ``self_contained`` also the
-        backbones (``lm/`` and ``vision/`` subfolders) so the folder loads with no other files."""
+        backbones (``lm/`` and ``vision/`` subfolders) so the folder loads with no other files.
+
+        ``weights`` replaces this process's ``flamingo_state_dict()`` (e.g. full weights gathered under FSDP)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config
@@ -344,9 +353,7 @@ class Flamingo(nn.Module):
                                  "it again as from_pretrained(..., vision=module).")
             self.vision.tower.save_pretrained(directory / "vision")
             config = replace(config, lm="lm", vision="vision")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.flamingo_state_dict().items()}
-        if embeddings_are_tied(self.lm) and not config.freeze_lm:
-            state.pop("lm." + _head_key(self.lm), None)  # tied to the input embeddings; safetensors rejects aliasing
+        state = {k: v.detach().contiguous().cpu() for k, v in (weights or self.flamingo_state_dict()).items()}
         _atomic_save_safetensors(state, directory / WEIGHTS_NAME)
         config.save(directory / CONFIG_NAME)
         self.tokenizer.save_pretrained(directory)
@@ -383,8 +390,6 @@ class Flamingo(nn.Module):
             raise ValueError(f"No Flamingo weights at {path}.")
         stored = load_file(str(path))
         expected = self.flamingo_state_dict()
-        if embeddings_are_tied(self.lm) and not self.config.freeze_lm:
-            expected.pop("lm." + _head_key(self.lm), None)
         missing = sorted(set(expected) - set(stored))
         unexpected = sorted(set(stored) - set(expected))
         if missing or unexpected:

@@ -72,7 +72,6 @@ DECODER_LAYER_PATHS: dict[str, str] = {
     "llama": "model.layers",
     "mistral": "model.layers",
     "qwen2": "model.layers",
-    "qwen3": "model.layers",
     "gpt2": "transformer.h",
     "opt": "model.decoder.layers",
     "gpt_neox": "gpt_neox.layers",

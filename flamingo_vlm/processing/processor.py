@@ -75,7 +75,7 @@ class FlamingoProcessor:
                     f"Prompt {index} has {tags} {self.media_token} tag(s) but {len(items)} image(s)/video(s) were "
                     f"given; put one {self.media_token} where each media item goes, in the same order."
                 )
-            ids = self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+            ids = self._tokenize(prompt, add_special_tokens)
             if ids.count(self.media_token_id) != tags:
                 raise ValueError(f"Prompt {index}: the tokenizer split the {self.media_token} tag; it must be a "
                                  f"special token (use the model's processor).")
@@ -97,6 +97,18 @@ class FlamingoProcessor:
             inputs["pixel_values"] = pixel_values  # (N, F, 3, S, S)
             inputs["frame_mask"] = frame_mask  # (N, F)
         return inputs
+
+    def _tokenize(self, prompt: str, add_special_tokens: bool) -> list[int]:
+        """Token ids of a prompt, starting with BOS whenever the tokenizer defines one.
+
+        Training sequences always start with BOS (``data/sequences.py``); some tokenizers (GPT-2 style) do not add
+        it themselves, so it is added here to keep prompts and training data alike.
+        """
+        ids = self.tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if add_special_tokens and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        return ids
 
     def _media_pixels(self, item: Any, where: str) -> torch.Tensor:
         try:

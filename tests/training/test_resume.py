@@ -1,0 +1,93 @@
+"""A run killed with SIGKILL and resumed ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from flamingo_vlm.data.stream import ReaderState, ShardStream, make_loader
+from flamingo_vlm.training.config import load_train_config
+from flamingo_vlm.training.plot import read_metrics
+from tests.model.helpers import build
+from tests.training.conftest import train_values
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _launch(config_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "flamingo_vlm.train", str(config_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(lm_dirs: dict[str, str], clip_dir: str,
+                                                       shards: dict[str, str], tmp_path: Path) -> None:
+    configs = {}
+    for name in ("straight", "killed"):
+        values = train_values(lm_dirs["llama"], clip_dir, tmp_path / name, shards, steps=14, checkpoint_every=3,
+                              keep_last=2)
+        values["datasets"][1]["num_workers"] = 2  # exercises the worker rotation on resume
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(values))
+
+    straight = _launch(configs["straight"])
+    output = straight.communicate(timeout=600)[0]
+    assert straight.returncode == 0, output[-3000:]
+
+    killed = _launch(configs["killed"])
+    checkpoint = tmp_path / "killed" / "checkpoints" / "step-00000006"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "final").exists()
+
+    resumed = _launch(configs["killed"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output[-3000:]
+
+    expected = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    actual = load_file(str(tmp_path / "killed" / "final" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    curve = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "straight")}
+    assert curve == {r["step"]: r["loss"] for r in read_metrics(tmp_path / "killed")}
+    assert len(curve) == 14
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stream_resumes_exactly_where_it_stopped(num_workers: int, lm_dirs: dict[str, str], clip_dir: str,
+                                                 shards: dict[str, str], tmp_path: Path) -> None:
+    processor = build(lm_dirs["llama"], clip_dir).processor
+    config = load_train_config(values=train_values(lm_dirs["llama"], clip_dir, tmp_path, shards))
+    dataset = config.datasets[1]
+    dataset.num_workers = num_workers
+    dataset.batch_size = 3  # 16 samples: batches straddle epochs
+
+    def stream(start: dict[int, ReaderState] | None = None, offset: int = 0):
+        return iter(make_loader(ShardStream(dataset, processor, seed=5, rank=0, world_size=1,
+                                            num_workers=num_workers, start=start, worker_offset=offset)))
+
+    reference = stream()
+    batches = [next(reference) for _ in range(11)]
+    positions: dict[int, ReaderState] = {}
+    for batch in batches[:7]:
+        positions[batch.worker] = batch.state
+    resumed = stream(positions, offset=7 % max(1, num_workers))
+    for batch in batches[7:]:
+        again = next(resumed)
+        assert torch.equal(again.tensors["input_ids"], batch.tensors["input_ids"])
+        assert torch.equal(again.tensors["pixel_values"], batch.tensors["pixel_values"])
+    assert any(b.state.epoch > 0 for b in batches)  # the stream went past an epoch boundary
