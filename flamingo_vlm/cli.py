@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -68,7 +69,8 @@ def cmd_train(config_path: str, overrides: list[tuple[str, str]], resume: bool, 
     from flamingo_vlm.training.trainer import train
 
     export = train(load_train_config(config_path, overrides))
-    print(f"final model: {export}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"final model: {export}")
     return 0
 
 

@@ -97,13 +97,10 @@ class Flamingo(nn.Module):
             fuse_decoder_layers(layers, dict(zip(block_layers, new_blocks)))
         self.num_cross_attn_blocks = len(new_blocks)
 
-        # New token rows start at the mean of the frozen vocabulary rows, a neutral point for a frozen LM.
-        input_embeddings = lm.get_input_embeddings().weight.detach()
         new_ids = [self.media_token_id, self.end_of_chunk_token_id]
-        output_init = None
-        if not embeddings_are_tied(lm):
-            output_init = lm.get_output_embeddings().weight.detach().float().mean(0).expand(2, -1)
-        self.new_tokens = NewTokenEmbeddings(new_ids, input_embeddings.float().mean(0).expand(2, -1), output_init)
+        output_init = None if embeddings_are_tied(lm) else _new_rows_init(lm.get_output_embeddings().weight, new_ids)
+        self.new_tokens = NewTokenEmbeddings(new_ids, _new_rows_init(lm.get_input_embeddings().weight, new_ids),
+                                             output_init)
 
         self.processor = FlamingoProcessor(tokenizer, image_processor, media_token=config.media_token,
                                            end_of_chunk_token=config.end_of_chunk_token,
@@ -423,6 +420,14 @@ class Flamingo(nn.Module):
             "cross_attn": blocks,
             "new_token_rows": count(self.new_tokens.parameters()),
         }
+
+
+def _new_rows_init(weight: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
+    """Start each new token's row from the LM's own row when the LM already has one (a tokenizer trained with
+    these tokens), else from the mean of the vocabulary rows, a neutral point for a frozen LM."""
+    weight = weight.detach().float()
+    mean = weight.mean(0)
+    return torch.stack([weight[i] if i < weight.shape[0] else mean for i in token_ids])
 
 
 def _max_positions(lm_config: Any) -> int | None:

@@ -226,19 +226,24 @@ def apply_overrides(values: dict[str, Any], overrides: list[tuple[str, str]]) ->
     return values
 
 
-def load_train_config(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None,
-                      values: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML file (or raw ``values``), apply overrides, validate every field."""
+def load_config(cls: type, path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None,
+                values: dict[str, Any] | None = None) -> Any:
+    """Build dataclass ``cls`` from a YAML file and/or raw ``values``, then dotted overrides; types checked."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"Cannot read training config {path}: {error}") from error
+            raise ConfigError(f"Cannot read config {path}: {error}") from error
     if values is not None:
         raw = {**raw, **copy.deepcopy(values)}
-    raw = apply_overrides(raw, overrides or [])
-    config = _build(TrainConfig, raw, "")
+    return _build(cls, apply_overrides(raw, overrides or []), "")
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None,
+                      values: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML file (or raw ``values``), apply overrides, validate every field."""
+    config = load_config(TrainConfig, path, overrides, values)
     validate(config)
     return config
 

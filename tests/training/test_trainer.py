@@ -63,3 +63,15 @@ def test_round_robin_uses_one_dataset_per_step(lm_dirs: dict[str, str], clip_dir
     assert any(".cross_attn_block." in k for k in weights)
     losses = [set(r["loss"]) for r in read_metrics(tmp_path / "run")]
     assert losses == [{"docs"}, {"docs", "pairs"}, {"docs", "pairs", "clips"}]  # last value seen per dataset
+
+
+def test_bf16_with_frozen_bf16_weights_and_activation_checkpointing(lm_dirs: dict[str, str], clip_dir: str,
+                                                                     shards: dict[str, str], tmp_path: Path) -> None:
+    values = train_values(lm_dirs["opt"], clip_dir, tmp_path / "run", shards, steps=2, precision="bf16",
+                          frozen_dtype="bf16", activation_checkpointing=True)
+    export = train(load_train_config(values=values))
+    records = read_metrics(tmp_path / "run")
+    assert all(0 < v < 20 for r in records for v in r["loss"].values())
+    stored = load_file(str(export / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in stored.values())  # trainable weights stay fp32
+    Flamingo.from_pretrained(export)
