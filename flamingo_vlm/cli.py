@@ -61,6 +61,15 @@ def cmd_train(config_path: str, overrides: list[tuple[str, str]], resume: bool, 
     """Train (or resume) from a YAML config; dotted overrides change single fields."""
     from flamingo_vlm.training.config import describe_fields, load_train_config
 
+    if config_path == "tiny-world" or (config_path or "").endswith("tiny-world.yaml"):
+        from flamingo_vlm.tinyworld.recipe import RecipeConfig, load_recipe, run_recipe
+
+        if help_config:
+            print("\n".join(describe_fields(RecipeConfig)))
+            return 0
+        report = run_recipe(load_recipe(None if config_path == "tiny-world" else config_path, overrides))
+        print(json.dumps({"model": report["model"], "seconds": report["seconds"]}, indent=1))
+        return 0
     if help_config:
         print("\n".join(describe_fields()))
         return 0
@@ -112,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from a YAML config. Any field can be overridden with a dotted key: "
                     "flamingo train run.yaml --optim.lr 3e-4 --datasets.0.batch_size 4 --steps 100. "
                     "The same command runs distributed: torchrun --nproc_per_node 8 -m flamingo_vlm.train run.yaml. "
-                    "A run resumes automatically from the newest checkpoint in its output_dir.",
+                    "A run resumes automatically from the newest checkpoint in its output_dir. "
+                    "`flamingo train tiny-world` runs the whole tiny-world recipe (data, tokenizer, CLIP, LM, "
+                    "Flamingo, export); see `flamingo train tiny-world --help-config`.",
     )
     train.add_argument("config", nargs="?", help="YAML training config")
     train.add_argument("--resume", action="store_true", help="fail unless a checkpoint exists to resume from")
@@ -125,9 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "{text_list, image_info}) or video (JSONL of {frames | frames_dir, text}). Corrupt samples are "
                     "skipped and counted. Prints the brace pattern to put in a training config.",
     )
-    data.add_argument("kind", choices=["pairs", "interleaved", "video"], help="sample layout")
-    data.add_argument("source", help="folder or JSONL file")
-    data.add_argument("out_dir", help="folder for the .tar shards")
+    data.add_argument("kind", choices=["pairs", "interleaved", "video", "tiny-world"],
+                      help="sample layout, or tiny-world to generate the whole tiny world")
+    data.add_argument("source", help="folder or JSONL file (for tiny-world: the output folder)")
+    data.add_argument("out_dir", nargs="?", help="folder for the .tar shards")
+    data.add_argument("--seed", type=int, default=0, help="tiny-world: seed of the world (default 0)")
+    data.add_argument("--scale", type=float, default=1.0, help="tiny-world: multiplies every dataset size")
     data.add_argument("--samples-per-shard", type=int, default=1000, help="samples per shard (default 1000)")
     data.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT_DIR")
 
@@ -148,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("flamingo train needs a CONFIG.yaml (see --help-config for its fields)")
             return cmd_train(args.config, parse_dotted_overrides(extra), args.resume, args.help_config)
         if args.command == "data":
+            if args.kind == "tiny-world":
+                from flamingo_vlm.tinyworld.build import tiny_world_data_command
+
+                return tiny_world_data_command(args.source, args.seed, args.scale)
+            if args.out_dir is None:
+                parser.error("flamingo data KIND SOURCE OUT_DIR: OUT_DIR is missing")
             from flamingo_vlm.data.shards import data_command
 
             return data_command(args.kind, args.source, args.out_dir, args.samples_per_shard, args.overwrite)

@@ -1,0 +1,213 @@
+"""The tiny-world recipe: every stage that makes the bundled model, through the same public code paths a user takes.
+
+    data       flamingo data tiny-world: training shards, LM text corpus, held-out evaluation sets
+    tokenizer  byte-level BPE with <image> and <|endofchunk|>
+    clip       a small CLIPModel trained contrastively on the pairs; its vision tower is kept
+    lm         a small LlamaForCausalLM trained on the world's text
+    flamingo   both frozen; Perceiver Resampler + GATED XATTN-DENSE trained by the training engine on the mixture
+    export     a self-contained checkpoint (backbones included), optionally copied into the package
+
+Each stage skips itself when its output exists, so an interrupted recipe continues where it stopped (the
+Flamingo stage resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, CLIPModel, PreTrainedTokenizerFast
+
+from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
+from flamingo_vlm.training.config import doc
+
+RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
+STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export")
+
+
+@dataclass
+class FlamingoStage:
+    """The Flamingo training stage (the training engine's own TrainConfig is derived from this)."""
+
+    model: dict[str, Any] = doc("FlamingoConfig fields of the tiny model.", default_factory=dict)
+    steps: int = doc("Optimiser steps.", 1500)
+    lr: float = doc("Peak learning rate.", 5e-4)
+    warmup_steps: int = doc("Linear warm-up steps.", 100)
+    schedule: str = doc("constant | cosine | linear after warm-up.", "cosine")
+    precision: str = doc("fp32 | bf16 autocast.", "bf16")
+    datasets: list[dict[str, Any]] = doc("Per-dataset overrides by kind: batch_size, max_tokens, loss_weight...",
+                                         default_factory=list)
+    checkpoint_every: int = doc("Checkpoint period in steps.", 250)
+
+
+@dataclass
+class RecipeConfig:
+    """The whole tiny-world recipe."""
+
+    output_dir: str = doc("Where every stage writes (data/, tokenizer/, clip/, lm/, flamingo/, model/).",
+                          "runs/tiny-world")
+    seed: int = doc("Seed of the world and of every stage.", 0)
+    data_scale: float = doc("Multiplies every dataset size (tests use tiny scales).", 1.0)
+    vocab_size: int = doc("BPE vocabulary size.", 2048)
+    clip: dict[str, Any] = doc("ClipSettings fields.", default_factory=dict)
+    lm: dict[str, Any] = doc("LMSettings fields.", default_factory=dict)
+    flamingo: FlamingoStage = doc("The Flamingo stage.", default_factory=FlamingoStage)
+    export_to: str | None = doc("Also copy the final self-contained model here (e.g. the package's assets).",
+                                None)
+    stages: list[str] = doc("Stages to run, in order.", default_factory=lambda: list(STAGES))
+    progress: bool = doc("Progress bars.", True)
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None) -> RecipeConfig:
+    from flamingo_vlm.training.config import ConfigError, load_config
+
+    config = load_config(RecipeConfig, path or RECIPE_FILE, overrides)
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"stages: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    return config
+
+
+def run_recipe(config: RecipeConfig) -> dict[str, Any]:
+    """Run the selected stages; returns paths and per-stage wall times (also written to recipe.json)."""
+    from flamingo_vlm.tinyworld.build import build_tiny_world
+
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    report_path = root / "recipe.json"
+    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.is_file() else {"seconds": {}}
+    report["config"] = asdict(config)
+
+    def record(stage: str, start: float) -> None:
+        report["seconds"][stage] = report["seconds"].get(stage, 0.0) + time.perf_counter() - start
+        report_path.write_text(json.dumps(report, indent=1))
+
+    data_dir = root / "data"
+    manifest = data_dir / "manifest.json"
+    if "data" in config.stages and not manifest.is_file():
+        start = time.perf_counter()
+        paths = build_tiny_world(data_dir, seed=config.seed, scale=config.data_scale)
+        manifest.write_text(json.dumps(_jsonable(paths), indent=1))
+        record("data", start)
+    if not manifest.is_file():
+        raise ValueError(f"{manifest} is missing: run the data stage first.")
+    paths = json.loads(manifest.read_text())
+    report["data"] = paths
+
+    tokenizer_dir = root / "tokenizer"
+    if "tokenizer" in config.stages and not (tokenizer_dir / "tokenizer.json").is_file():
+        start = time.perf_counter()
+        train_tokenizer(_tokenizer_texts(paths), tokenizer_dir, vocab_size=config.vocab_size)
+        record("tokenizer", start)
+    tokenizer: PreTrainedTokenizerFast = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+    clip_dir, vision_dir = root / "clip", root / "vision"
+    if "clip" in config.stages and not (vision_dir / "config.json").is_file():
+        start = time.perf_counter()
+        pretrain_clip(paths["pairs"], tokenizer, clip_dir, ClipSettings(**config.clip), seed=config.seed,
+                      progress=config.progress)
+        _keep_vision_tower(clip_dir, vision_dir)
+        record("clip", start)
+
+    lm_dir = root / "lm"
+    if "lm" in config.stages and not (lm_dir / "config.json").is_file():
+        start = time.perf_counter()
+        corpus = Path(paths["corpus"]).read_text().splitlines()
+        pretrain_lm(corpus, tokenizer, lm_dir, LMSettings(**config.lm), seed=config.seed, progress=config.progress)
+        record("lm", start)
+
+    run_dir = root / "flamingo"
+    if "flamingo" in config.stages and not (run_dir / "final" / "config.json").is_file():
+        from flamingo_vlm.training.config import load_train_config
+        from flamingo_vlm.training.trainer import train
+
+        start = time.perf_counter()
+        train(load_train_config(values=flamingo_train_values(config, paths, lm_dir, vision_dir, run_dir)))
+        record("flamingo", start)
+
+    model_dir = root / "model"
+    if "export" in config.stages:
+        start = time.perf_counter()
+        export_model(run_dir / "final", model_dir, config, report)
+        if config.export_to:
+            target = Path(config.export_to)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(model_dir, target)
+        record("export", start)
+    report["model"] = str(model_dir)
+    report_path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def flamingo_train_values(config: RecipeConfig, paths: dict[str, Any], lm_dir: Path, vision_dir: Path,
+                          run_dir: Path) -> dict[str, Any]:
+    """The training engine's config for the Flamingo stage."""
+    stage = config.flamingo
+    defaults = {
+        "interleaved": {"name": "documents", "batch_size": 16, "max_tokens": 192, "max_media": 5},
+        "pairs": {"name": "pairs", "batch_size": 32, "max_tokens": 64},
+        "video": {"name": "video", "batch_size": 8, "max_tokens": 64},
+    }
+    for override in stage.datasets:
+        kind = override.get("kind")
+        if kind not in defaults:
+            raise ValueError(f"flamingo.datasets: each entry needs a kind among {list(defaults)}, got {override}")
+        defaults[kind].update({k: v for k, v in override.items() if k != "kind"})
+    datasets = [{"kind": kind, "shards": paths[kind], "shuffle_buffer": 2000, **values}
+                for kind, values in defaults.items()]
+    return {
+        "output_dir": str(run_dir),
+        "model": {"lm": str(lm_dir), "vision": str(vision_dir), "config": dict(stage.model)},
+        "datasets": datasets,
+        "optim": {"lr": stage.lr, "warmup_steps": stage.warmup_steps, "schedule": stage.schedule},
+        "steps": stage.steps,
+        "precision": stage.precision,
+        "seed": config.seed,
+        "checkpoint_every": stage.checkpoint_every,
+        "keep_last": 1,
+        "log_every": 10,
+        "progress": config.progress,
+    }
+
+
+def export_model(final_dir: Path, model_dir: Path, config: RecipeConfig, report: dict[str, Any]) -> None:
+    """Self-contained copy of the trained model (backbones inside) plus the recipe's provenance."""
+    from flamingo_vlm import Flamingo
+
+    model = Flamingo.from_pretrained(final_dir)
+    model.config.extra = {"recipe": "flamingo train tiny-world", "seed": config.seed,
+                          "stage_seconds": dict(report.get("seconds", {}))}
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model.save_pretrained(model_dir, self_contained=True)
+
+
+def _keep_vision_tower(clip_dir: Path, vision_dir: Path) -> None:
+    """Save the CLIP vision tower on its own (what Flamingo loads), with the encoder's preprocessing file."""
+    clip = CLIPModel.from_pretrained(clip_dir)
+    from transformers import CLIPVisionModel
+
+    tower = CLIPVisionModel(clip.config.vision_config)
+    tower.vision_model.load_state_dict(clip.vision_model.state_dict())
+    tower.save_pretrained(vision_dir)
+    shutil.copy(clip_dir / "preprocessor_config.json", vision_dir / "preprocessor_config.json")
+
+
+def _tokenizer_texts(paths: dict[str, Any]) -> list[str]:
+    texts = Path(paths["tokenizer_text"]).read_text().splitlines()
+    return [t for t in texts if t.strip()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
