@@ -84,10 +84,25 @@ def cmd_train(config_path: str, overrides: list[tuple[str, str]], resume: bool, 
 
 
 def cmd_plot(path: str, output: str | None) -> int:
-    """Plot a training run folder (loss and gates) to PNG."""
+    """Plot a training run folder (loss and gates) or an evaluation results.json (score vs shots) to PNG."""
+    if path.endswith(".json"):
+        from flamingo_vlm.evaluation.report import plot_results
+
+        print(plot_results(path, output or path[: -len(".json")] + ".png"))
+        return 0
     from flamingo_vlm.training.plot import plot_run
 
     print(plot_run(path, output))
+    return 0
+
+
+def cmd_demo(model: str, tasks: Sequence[str], shots: Sequence[int], seed: int, limit: int, num_beams: int,
+             output: str) -> int:
+    """The bundled tiny-world model on fresh held-out images: example prompts, a score table, an HTML page."""
+    from flamingo_vlm.tinyworld.demo import run_demo
+
+    run_demo(model, tasks=tuple(tasks), shots=tuple(shots), seed=seed, limit=limit, num_beams=num_beams,
+             output=output)
     return 0
 
 
@@ -145,9 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--samples-per-shard", type=int, default=1000, help="samples per shard (default 1000)")
     data.add_argument("--overwrite", action="store_true", help="replace existing shards in OUT_DIR")
 
-    plot = commands.add_parser("plot", help="plot a training run (loss per dataset, gates per layer) to PNG")
-    plot.add_argument("path", help="a training run folder")
-    plot.add_argument("--output", help="PNG path (default: RUN_DIR/training.png)")
+    plot = commands.add_parser("plot", help="plot a training run (loss, gates per layer) or eval results to PNG")
+    plot.add_argument("path", help="a training run folder, or a results.json written by flamingo eval")
+    plot.add_argument("--output", help="PNG path (default: RUN_DIR/training.png, or results.png)")
+
+    from flamingo_vlm.evaluation.cli import add_eval_arguments
+
+    evaluation = commands.add_parser(
+        "eval", help="zero/few-shot evaluation with the paper's protocol",
+        description="Score a model on a benchmark at several shot counts and seeds, the way the paper and "
+                    "OpenFlamingo do. Example: flamingo eval --model DIR --task vqa --questions Q.json "
+                    "--annotations A.json --images DIR --shots 0 4 32 --seeds 3 --output results.json",
+    )
+    add_eval_arguments(evaluation)
+
+    demo_tasks = ("captioning", "vqa", "video_qa", "novel_words")  # flamingo_vlm.tinyworld.demo.DEMO_TASKS
+    demo = commands.add_parser(
+        "demo", help="see the bundled tiny-world Flamingo learn from examples in its prompt",
+        description="Renders fresh held-out tiny-world images, shows prompts answered zero- and few-shot "
+                    "(captioning, VQA, video QA, made-up words bound only by the prompt), prints a table of "
+                    "scores versus shots and writes an HTML page with the prompts, images and answers.",
+    )
+    demo.add_argument("--model", default="tiny-world", help="model folder or bundled name (default tiny-world)")
+    demo.add_argument("--task", dest="tasks", nargs="+", default=list(demo_tasks), choices=demo_tasks,
+                      help="tasks to show (default: all)")
+    demo.add_argument("--shots", nargs="+", type=int, default=[0, 4, 8, 16, 32], help="shot counts to score")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the fresh world and of the demonstrations")
+    demo.add_argument("--limit", type=int, default=24, help="queries per task and shot count (default 24)")
+    demo.add_argument("--num-beams", type=int, default=3, help="beam size for open-ended answers (default 3)")
+    demo.add_argument("--output", default="flamingo-demo.html", help="HTML page to write")
     return parser
 
 
@@ -171,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flamingo_vlm.data.shards import data_command
 
             return data_command(args.kind, args.source, args.out_dir, args.samples_per_shard, args.overwrite)
+        if args.command == "eval":
+            from flamingo_vlm.evaluation.cli import run_eval_from_args
+
+            return run_eval_from_args(args)
+        if args.command == "demo":
+            return cmd_demo(args.model, args.tasks, args.shots, args.seed, args.limit, args.num_beams, args.output)
         if args.command == "plot":
             return cmd_plot(args.path, args.output)
         if args.command == "info":

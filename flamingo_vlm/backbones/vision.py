@@ -76,4 +76,4 @@ def load_vision_tower(source: str | os.PathLike) -> PreTrainedModel:
             f"{sorted(_VISION_TOWERS)}. For anything else pass an nn.Module mapping (N, 3, H, W) pixels to "
             f"(N, tokens, dim) features as vision=, with image_size=."
         )
-    return tower_class.from_pretrained(source, attn_implementation="sdpa")
+    return tower_class.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32)

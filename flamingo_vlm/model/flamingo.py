@@ -333,24 +333,27 @@ class Flamingo(nn.Module):
         return {key: state[key] for key in self.flamingo_state_dict_keys()}
 
     def save_pretrained(self, directory: str | os.PathLike, *, self_contained: bool = False,
-                        weights: dict[str, torch.Tensor] | None = None) -> None:
+                        weights: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> None:
         """Write config, new weights (safetensors), tokenizer and image processor; with ``self_contained`` also the
         backbones (``lm/`` and ``vision/`` subfolders) so the folder loads with no other files.
 
-        ``weights`` replaces this process's ``flamingo_state_dict()`` (e.g. full weights gathered under FSDP)."""
+        ``weights`` replaces this process's ``flamingo_state_dict()`` (e.g. full weights gathered under FSDP).
+        ``dtype`` (e.g. ``torch.bfloat16``) stores every floating-point weight in that type, for smaller files;
+        loading casts back to the model's float32."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config
         if self_contained:
-            with unfused(self._decoder_layers()):
-                self.lm.save_pretrained(directory / "lm")
-            self.tokenizer.save_pretrained(directory / "lm")
             if not self.vision.is_hf:
                 raise ValueError("A custom vision module cannot be saved self-contained; save it yourself and pass "
                                  "it again as from_pretrained(..., vision=module).")
-            self.vision.tower.save_pretrained(directory / "vision")
+            with unfused(self._decoder_layers()):
+                _save_hf_model(self.lm, directory / "lm", dtype)
+            self.tokenizer.save_pretrained(directory / "lm")
+            _save_hf_model(self.vision.tower, directory / "vision", dtype)
             config = replace(config, lm="lm", vision="vision")
-        state = {k: v.detach().contiguous().cpu() for k, v in (weights or self.flamingo_state_dict()).items()}
+        state = {k: _cast(v.detach().contiguous().cpu(), dtype)
+                 for k, v in (weights or self.flamingo_state_dict()).items()}
         _atomic_save_safetensors(state, directory / WEIGHTS_NAME)
         config.save(directory / CONFIG_NAME)
         self.tokenizer.save_pretrained(directory)
@@ -449,6 +452,20 @@ def _head_key(lm: PreTrainedModel) -> str:
 def _resolve_relative(directory: Path, source: str) -> str:
     candidate = directory / source
     return str(candidate) if candidate.exists() else source
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def _save_hf_model(model: PreTrainedModel, directory: Path, dtype: torch.dtype | None) -> None:
+    """``save_pretrained``, optionally from a copy cast to ``dtype`` (the live model keeps its own dtype)."""
+    if dtype is None:
+        model.save_pretrained(directory)
+        return
+    import copy
+
+    copy.deepcopy(model).to(dtype).save_pretrained(directory)
 
 
 def _atomic_save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:

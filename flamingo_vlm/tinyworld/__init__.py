@@ -129,3 +129,31 @@ __all__ = [
     "visible_fractions",
     "vocabulary",
 ]
+
+# Data builders: training shards, LM corpus, evaluation sets, and the one-call build.
+from .build import DEFAULT_COUNTS, build_tiny_world, tiny_world_data_command  # noqa: E402
+from .corpus import iter_tokenizer_text, read_lm_corpus, write_lm_corpus  # noqa: E402
+from .datasets import (  # noqa: E402
+    EVAL_CAPTION_FORMAT,
+    EVAL_QA_FORMAT,
+    TRAIN_QA_FORMATS,
+    build_training_sets,
+    reserved_eval_words,
+)
+from .evalsets import build_eval_sets, recompute_answer  # noqa: E402
+
+__all__ += [
+    "DEFAULT_COUNTS",
+    "EVAL_CAPTION_FORMAT",
+    "EVAL_QA_FORMAT",
+    "TRAIN_QA_FORMATS",
+    "build_eval_sets",
+    "build_tiny_world",
+    "build_training_sets",
+    "iter_tokenizer_text",
+    "read_lm_corpus",
+    "recompute_answer",
+    "reserved_eval_words",
+    "tiny_world_data_command",
+    "write_lm_corpus",
+]

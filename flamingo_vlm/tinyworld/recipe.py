@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoTokenizer, CLIPModel, PreTrainedTokenizerFast
 
 from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
@@ -90,7 +91,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     manifest = data_dir / "manifest.json"
     if "data" in config.stages and not manifest.is_file():
         start = time.perf_counter()
-        paths = build_tiny_world(data_dir, seed=config.seed, scale=config.data_scale)
+        paths = build_tiny_world(data_dir, seed=config.seed, scale=config.data_scale, progress=config.progress)
         manifest.write_text(json.dumps(_jsonable(paths), indent=1))
         record("data", start)
     if not manifest.is_file():
@@ -108,7 +109,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     clip_dir, vision_dir = root / "clip", root / "vision"
     if "clip" in config.stages and not (vision_dir / "config.json").is_file():
         start = time.perf_counter()
-        pretrain_clip(paths["pairs"], tokenizer, clip_dir, ClipSettings(**config.clip), seed=config.seed,
+        pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, ClipSettings(**config.clip), seed=config.seed,
                       progress=config.progress)
         _keep_vision_tower(clip_dir, vision_dir)
         record("clip", start)
@@ -116,7 +117,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     lm_dir = root / "lm"
     if "lm" in config.stages and not (lm_dir / "config.json").is_file():
         start = time.perf_counter()
-        corpus = Path(paths["corpus"]).read_text().splitlines()
+        corpus = Path(paths["lm_corpus"]).read_text().splitlines()
         pretrain_lm(corpus, tokenizer, lm_dir, LMSettings(**config.lm), seed=config.seed, progress=config.progress)
         record("lm", start)
 
@@ -126,7 +127,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         from flamingo_vlm.training.trainer import train
 
         start = time.perf_counter()
-        train(load_train_config(values=flamingo_train_values(config, paths, lm_dir, vision_dir, run_dir)))
+        train(load_train_config(values=flamingo_train_values(config, paths["train"], lm_dir, vision_dir, run_dir)))
         record("flamingo", start)
 
     model_dir = root / "model"
@@ -144,7 +145,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     return report
 
 
-def flamingo_train_values(config: RecipeConfig, paths: dict[str, Any], lm_dir: Path, vision_dir: Path,
+def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: Path, vision_dir: Path,
                           run_dir: Path) -> dict[str, Any]:
     """The training engine's config for the Flamingo stage."""
     stage = config.flamingo
@@ -158,7 +159,7 @@ def flamingo_train_values(config: RecipeConfig, paths: dict[str, Any], lm_dir: P
         if kind not in defaults:
             raise ValueError(f"flamingo.datasets: each entry needs a kind among {list(defaults)}, got {override}")
         defaults[kind].update({k: v for k, v in override.items() if k != "kind"})
-    datasets = [{"kind": kind, "shards": paths[kind], "shuffle_buffer": 2000, **values}
+    datasets = [{"kind": kind, "shards": shards[kind], "shuffle_buffer": 2000, **values}
                 for kind, values in defaults.items()]
     return {
         "output_dir": str(run_dir),
@@ -184,7 +185,8 @@ def export_model(final_dir: Path, model_dir: Path, config: RecipeConfig, report:
                           "stage_seconds": dict(report.get("seconds", {}))}
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    model.save_pretrained(model_dir, self_contained=True)
+    # bf16 storage halves the files (the bundled model must stay small); loading casts back to float32.
+    model.save_pretrained(model_dir, self_contained=True, dtype=torch.bfloat16)
 
 
 def _keep_vision_tower(clip_dir: Path, vision_dir: Path) -> None:
@@ -193,7 +195,7 @@ def _keep_vision_tower(clip_dir: Path, vision_dir: Path) -> None:
     from transformers import CLIPVisionModel
 
     tower = CLIPVisionModel(clip.config.vision_config)
-    tower.vision_model.load_state_dict(clip.vision_model.state_dict())
+    tower.load_state_dict(clip.vision_model.state_dict())  # strict: every vision weight carried over
     tower.save_pretrained(vision_dir)
     shutil.copy(clip_dir / "preprocessor_config.json", vision_dir / "preprocessor_config.json")
 

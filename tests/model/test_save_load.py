@@ -96,3 +96,16 @@ def test_from_pretrained_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no config.json"):
         Flamingo.from_pretrained(tmp_path / "empty")
+
+
+def test_bf16_storage_halves_files_and_loads_back_to_float32(lm_dirs: dict[str, str], clip_dir: str,
+                                                             tmp_path: Path) -> None:
+    model = open_gates(build(lm_dirs["llama"], clip_dir), 0.3)
+    model.save_pretrained(tmp_path / "fp32", self_contained=True)
+    model.save_pretrained(tmp_path / "bf16", self_contained=True, dtype=torch.bfloat16)
+    size = lambda d: sum(f.stat().st_size for f in d.rglob("*.safetensors"))  # noqa: E731
+    assert size(tmp_path / "bf16") < 0.6 * size(tmp_path / "fp32")
+    loaded = Flamingo.from_pretrained(tmp_path / "bf16")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert (_logits(loaded) - _logits(model)).abs().max() < 0.05 * _logits(model).abs().max()
+    assert next(model.parameters()).dtype == torch.float32  # saving did not change the live model

@@ -1,0 +1,334 @@
+"""Whole evaluations of a tiny random saved model for each task, the results schema, seeds, batching."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from flamingo_vlm import Flamingo
+from flamingo_vlm.evaluation import harness
+from flamingo_vlm.evaluation.batching import PromptBatcher
+from flamingo_vlm.evaluation.harness import evaluate, mean_std, measure_queries_per_second, select_queries
+from flamingo_vlm.evaluation.prompts import END_OF_CHUNK, IMAGE_TOKEN
+from flamingo_vlm.evaluation.specs import (
+    CaptioningTask,
+    ClassificationTask,
+    RetrievalTask,
+    TaskSpec,
+    VideoQATask,
+    VQATask,
+    hateful_memes_task,
+)
+from flamingo_vlm.evaluation.tasks import Evaluator, RunOutput, make_evaluator
+from flamingo_vlm.model.generation import score_candidates
+from tests.evaluation import fixtures as fx
+
+
+def _captioning(root: Path) -> TaskSpec:
+    path, images = fx.write_coco_captions(root)
+    return CaptioningTask(annotations=path, images=images, name="coco", caption_tokenizer="python")
+
+
+def _vqa(root: Path) -> TaskSpec:
+    questions, annotations, images = fx.write_vqa(root)
+    return VQATask(questions=questions, annotations=annotations, images=images, name="okvqa")
+
+
+def _classification(root: Path) -> TaskSpec:
+    path, names = fx.write_classification(root)
+    return ClassificationTask(annotations=path, class_names=names, name="imagenet_tiny")
+
+
+def _hateful(root: Path) -> TaskSpec:
+    return hateful_memes_task(fx.write_hateful_memes(root))
+
+
+def _video(root: Path) -> TaskSpec:
+    return VideoQATask(annotations=fx.write_video_qa(root), name="msvd_qa")
+
+
+def _retrieval(root: Path) -> TaskSpec:
+    return RetrievalTask(annotations=fx.write_caption_jsonl(root), name="flickr_retrieval")
+
+
+TASKS: dict[str, Callable[[Path], TaskSpec]] = {
+    "captioning": _captioning, "vqa": _vqa, "classification": _classification, "hateful_memes": _hateful,
+    "video_qa": _video, "retrieval": _retrieval,
+}
+EXPECTED_METRIC = {"captioning": "CIDEr", "vqa": "VQA accuracy", "classification": "top-1 accuracy",
+                   "hateful_memes": "ROC-AUC", "video_qa": "top-1 accuracy", "retrieval": "mean recall"}
+EXTRA_METRICS = {"captioning": {"BLEU-4", "ROUGE-L"}, "classification": {"top-5 accuracy"},
+                 "hateful_memes": {"accuracy"},
+                 "retrieval": {f"{d} R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}}
+
+
+class _Recorder:
+    """Stands in for an evaluator's batcher and records every prompt and its media."""
+
+    def __init__(self, inner: PromptBatcher) -> None:
+        self.inner = inner
+        self.seen: list[tuple[str, list]] = []
+
+    def __call__(self, prompts: list[str], media: list[list]) -> dict[str, torch.Tensor]:
+        self.seen.extend(zip(prompts, [list(m) for m in media], strict=True))
+        return self.inner(prompts, media)
+
+
+def _record_prompts(evaluator: Evaluator) -> list[tuple[str, list]]:
+    recorder = _Recorder(evaluator.batcher)
+    evaluator.batcher = recorder  # type: ignore[assignment]
+    return recorder.seen
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end, one test per task
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_whole_eval_of_a_saved_tiny_model(task: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    spec = TASKS[task](tmp_path)
+    entry = evaluate(str(tiny_model_dir), spec, shots=[0, 2], seeds=2, limit=4, batch_size=3, progress=False,
+                     cache_dir=tmp_path / "cache")
+    json.dumps(entry)  # JSON-ready
+    assert entry["task"] == spec.name and entry["metric"] == EXPECTED_METRIC[task]
+    assert [row["shots"] for row in entry["results"]] == [0, 2]
+    for row in entry["results"]:
+        assert len(row["per_seed"]) == 2
+        assert all(0.0 <= s <= 100.0 for s in row["per_seed"])
+        assert row["score"] == pytest.approx(np.mean(row["per_seed"]))
+        assert row["std"] == pytest.approx(np.std(row["per_seed"]))
+        assert set(row.get("metrics", {})) == EXTRA_METRICS.get(task, set())
+    settings = entry["settings"]
+    assert settings["prompt_template"] == spec.prompt_template and settings["answer_template"] == spec.answer_template
+    assert settings["demos"] == "random" and settings["limit"] == 4 and settings["batch_size"] == 3
+    assert settings["num_queries"] == 4 and settings["seeds"] == [0, 1]
+    assert len(settings["timings"]) == 4 and all(t["queries_per_second"] > 0 for t in settings["timings"])
+    if task in ("captioning", "vqa", "video_qa"):
+        assert settings["num_beams"] == 3 and settings["max_new_tokens"] == (20 if task == "captioning" else 5)
+    if task == "captioning":
+        assert settings["caption_tokenizer"] == "python"
+    # Every media item was encoded once and then reused across queries, shots and seeds.
+    assert settings["media_reused"] > 0
+
+
+def test_prompts_of_a_run_zero_shot_and_few_shot(tiny_model: Flamingo, tmp_path: Path) -> None:
+    evaluator = make_evaluator(tiny_model, _vqa(tmp_path), batch_size=2)
+    seen = _record_prompts(evaluator)
+    queries = select_queries(len(evaluator.eval_set), 4)
+    evaluator.run(queries, 0, seed=0)
+    assert len(seen) == 4
+    for (text, media), query in zip(seen, queries, strict=True):
+        assert text.count(END_OF_CHUNK) == 2  # two demonstrations ...
+        assert text.count(IMAGE_TOKEN) == 1 and media == [evaluator.eval_set[query].image]  # ... text only
+    seen.clear()
+    evaluator.run(queries, 2, seed=0)
+    for (text, media), query in zip(seen, queries, strict=True):
+        assert text.count(END_OF_CHUNK) == 2 and text.count(IMAGE_TOKEN) == 3 and len(media) == 3
+        assert media[-1] == evaluator.eval_set[query].image
+        assert evaluator.eval_set[query].image not in media[:-1]  # never the query's own example
+
+
+def test_limit_selects_the_same_queries_for_every_seed(tiny_model: Flamingo, tmp_path: Path) -> None:
+    evaluator = make_evaluator(tiny_model, _classification(tmp_path), batch_size=4)
+    seen = _record_prompts(evaluator)
+    queries = select_queries(len(evaluator.eval_set), 3)
+    assert queries == select_queries(len(evaluator.eval_set), 3)  # fixed: seed 0 permutation
+    assert queries != list(range(3))
+    tails = []
+    for seed in range(3):
+        seen.clear()
+        evaluator.run(queries, 2, seed)
+        tails.append([media[-1] for _, media in seen])
+    assert tails[0] == tails[1] == tails[2] == [evaluator.eval_set[q].image for q in queries]
+
+
+def test_mean_and_std_over_seeds(tiny_model: Flamingo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert mean_std([50.0, 60.0, 70.0]) == pytest.approx((60.0, math.sqrt(200.0 / 3.0)))
+    assert mean_std([42.0]) == (42.0, 0.0)
+
+    def fake_run(self: Evaluator, queries: Any, num_shots: int, seed: int, progress: Any = None) -> RunOutput:
+        return RunOutput(score=10.0 * seed + num_shots, metrics={"other": float(seed)})
+
+    monkeypatch.setattr(Evaluator, "run", fake_run)
+    entry = evaluate(tiny_model, _classification(tmp_path), shots=[0, 4], seeds=[1, 2, 6], progress=False)
+    four = entry["results"][1]
+    assert four["per_seed"] == [14.0, 24.0, 64.0]
+    assert four["score"] == pytest.approx(34.0)
+    assert four["std"] == pytest.approx(math.sqrt(((14 - 34) ** 2 + (24 - 34) ** 2 + (64 - 34) ** 2) / 3))
+    assert four["metrics"]["other"]["score"] == pytest.approx(3.0)
+
+
+def test_too_many_shots_fail_before_running(tiny_model: Flamingo, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: Any, **kwargs: Any) -> RunOutput:
+        raise AssertionError("ran before checking the shots")
+
+    monkeypatch.setattr(Evaluator, "run", never)
+    with pytest.raises(ValueError, match="8 shots need 8 demonstrations but the support set has only 7"):
+        evaluate(tiny_model, _classification(tmp_path), shots=[0, 4, 8], seeds=1, progress=False)
+
+
+def test_bad_sweep_options(tiny_model: Flamingo, tmp_path: Path) -> None:
+    spec = _classification(tmp_path)
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        evaluate(tiny_model, spec, shots=[0], seeds=1, limit=0, progress=False)
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        evaluate(tiny_model, spec, shots=[0], seeds=0, progress=False)
+    with pytest.raises(ValueError, match="demos must be 'random' or 'rices'"):
+        evaluate(tiny_model, spec, shots=[0], seeds=1, demos="nearest", progress=False)  # type: ignore[arg-type]
+
+
+def test_rices_sweep_records_its_mode(tiny_model: Flamingo, tmp_path: Path) -> None:
+    entry = evaluate(tiny_model, _vqa(tmp_path), shots=[2], seeds=2, limit=3, demos="rices", progress=False,
+                     cache_dir=tmp_path / "cache")
+    assert entry["settings"]["demos"] == "rices"
+    assert entry["results"][0]["std"] == 0.0  # RICES demonstrations do not depend on the seed
+    assert list((tmp_path / "cache").glob("rices-*.safetensors"))
+
+
+def test_karpathy_support_split(tiny_model: Flamingo, tmp_path: Path) -> None:
+    path, images = fx.write_karpathy(tmp_path)
+    spec = CaptioningTask(annotations=path, images=images, split="test", support_split="train",
+                          caption_tokenizer="python")
+    evaluator = make_evaluator(tiny_model, spec)
+    assert {e.id for e in evaluator.support_set} == {"500", "501", "504", "505"}
+    assert {e.id for e in evaluator.eval_set} == {"502", "503", "506", "507"}
+    assert evaluator.max_shots(range(4)) == 4  # disjoint splits: nothing excluded
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics wiring of close-ended tasks (scores injected, so the expected values are exact)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_retrieval_ranks_captions_per_image_and_images_per_caption(tiny_model: Flamingo, tmp_path: Path) -> None:
+    evaluator = make_evaluator(tiny_model, _retrieval(tmp_path), batch_size=2)
+    queries = [0, 1, 2, 3]
+
+    def perfect(batch: list[int], num_shots: int, seed: int) -> list[np.ndarray]:
+        owner = np.array(evaluator._owner)
+        return [np.where(owner == queries.index(q), 0.0, -1.0) for q in batch]
+
+    evaluator._run_batch = perfect  # type: ignore[method-assign]
+    output = evaluator.run(queries, 2, seed=0)
+    assert output.score == 100.0 and output.metrics["t2i R@1"] == 100.0
+
+    def swapped(batch: list[int], num_shots: int, seed: int) -> list[np.ndarray]:
+        owner = np.array(evaluator._owner)  # each image prefers the next image's captions
+        return [np.where(owner == (queries.index(q) + 1) % 4, 0.0, -1.0 - 0.1 * owner) for q in batch]
+
+    evaluator._run_batch = swapped  # type: ignore[method-assign]
+    output = evaluator.run(queries, 2, seed=0)
+    assert output.metrics["i2t R@1"] == 0.0 and output.metrics["i2t R@10"] == 100.0
+
+
+def test_hateful_memes_auc_uses_the_yes_minus_no_margin(tiny_model: Flamingo, tmp_path: Path) -> None:
+    evaluator = make_evaluator(tiny_model, _hateful(tmp_path))
+    labels = [e.label for e in evaluator.eval_set]
+    evaluator._run_batch = lambda batch, k, s: [np.array([0.0, 1.0 if labels[q] else -1.0]) for q in batch]  # type: ignore[method-assign]
+    assert evaluator.run(list(range(8)), 2, seed=0).score == 100.0
+    evaluator._run_batch = lambda batch, k, s: [np.array([1.0 if labels[q] else -1.0, 0.0]) for q in batch]  # type: ignore[method-assign]
+    assert evaluator.run(list(range(8)), 2, seed=0).score == 0.0
+    with pytest.raises(ValueError, match="needs both labels"):
+        evaluator.run([0, 2], 2, seed=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching and cached media latents give the model's own results
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cached_latents_match_the_processor_path(tiny_model: Flamingo, tmp_path: Path) -> None:
+    images = [fx.write_image(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    video = tuple(fx.write_image(tmp_path / f"f{i}.png", seed=10 + i) for i in range(3))
+    prompts = ["<image>Output: a red star.<|endofchunk|><image>Output:", "<image>Question: what? Answer:"]
+    media = [[images[0], images[1]], [video]]
+    batcher = PromptBatcher(tiny_model, cache_size=2)
+    cached = batcher(prompts, media)
+    reference = tiny_model.processor(prompts, images=[[str(images[0]), str(images[1])], [[str(p) for p in video]]])
+    assert torch.equal(cached["input_ids"], reference["input_ids"])
+    assert torch.equal(cached["attention_mask"], reference["attention_mask"])
+    with torch.no_grad():
+        latents = tiny_model.encode_media(reference["pixel_values"], reference["frame_mask"])
+    assert torch.allclose(cached["media_latents"], latents, atol=1e-5)
+    ids = tiny_model.generate(**cached, max_new_tokens=6, num_beams=3)
+    assert torch.equal(ids, tiny_model.generate(**reference, max_new_tokens=6, num_beams=3))
+    with torch.no_grad():
+        scores = score_candidates(tiny_model, cached["input_ids"], cached["attention_mask"], None, None,
+                                  candidates=[" cat", " dog"], media_latents=cached["media_latents"])
+    assert torch.allclose(scores, tiny_model.score(**reference, candidates=[" cat", " dog"]), atol=1e-5)
+    # A second batch with the same media runs nothing through the encoder (cache grew to fit the batch).
+    encoded = batcher.encoded
+    batcher(prompts, media)
+    assert batcher.encoded == encoded == 3 and batcher.reused == 3
+
+
+def test_close_ended_scores_do_not_depend_on_the_batch_size(tiny_model: Flamingo, tmp_path: Path) -> None:
+    spec = _classification(tmp_path)
+    one = make_evaluator(tiny_model, spec, batch_size=1)._run_batch
+    queries = [0, 3, 5]
+    batched = make_evaluator(tiny_model, spec, batch_size=3)._run_batch(queries, 2, 0)
+    singles = [one([q], 2, 0)[0] for q in queries]
+    np.testing.assert_allclose(np.stack(batched), np.stack(singles), atol=1e-4)
+
+
+def test_prompt_ensembling_averages_orderings(tiny_model: Flamingo, tmp_path: Path) -> None:
+    path, names = fx.write_classification(tmp_path)
+    spec = ClassificationTask(annotations=path, class_names=names, ensembles=3)
+    evaluator = make_evaluator(tiny_model, spec)
+    seen = _record_prompts(evaluator)
+    scores = evaluator._run_batch([0], 3, seed=0)
+    assert len(seen) == 3 and len({text for text, _ in seen}) > 1  # three orderings of the same demonstrations
+    assert all(sorted(map(str, m)) == sorted(map(str, seen[0][1])) for _, m in seen)
+    single = make_evaluator(tiny_model, ClassificationTask(annotations=path, class_names=names))
+    assert not np.allclose(scores[0], single._run_batch([0], 3, seed=0)[0])
+
+
+def test_measure_queries_per_second(tiny_model: Flamingo, tmp_path: Path) -> None:
+    rate = measure_queries_per_second(tiny_model, _vqa(tmp_path), shots=2, limit=4, batch_size=2)
+    assert rate > 0
+
+
+def test_evaluate_suite_names_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    results = harness.evaluate_suite(str(tiny_model_dir), [_classification(tmp_path), _hateful(tmp_path)],
+                                     shots=[0], seeds=1, limit=4, progress=False)
+    assert results["model"] == str(tiny_model_dir)
+    assert [t["task"] for t in results["tasks"]] == ["imagenet_tiny", "hateful_memes"]
+    with pytest.raises(ValueError, match="repeated"):
+        harness.evaluate_suite(str(tiny_model_dir), [_hateful(tmp_path), _hateful(tmp_path)], shots=[0], seeds=1)
+
+
+def test_prompts_longer_than_the_context_fail_before_running(tiny_model: Flamingo, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    questions, annotations, images = fx.write_vqa(tmp_path, num_questions=40, num_images=40)
+    spec = VQATask(questions=questions, annotations=annotations, images=images)
+    monkeypatch.setattr(Evaluator, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    with pytest.raises(ValueError, match="a 30-shot prompt has .* tokens but the language model supports at most 512"):
+        evaluate(tiny_model, spec, shots=[0, 30], seeds=1, limit=2, progress=False)
+
+
+def test_invalid_protocol_options_fail_early(tiny_model: Flamingo, tmp_path: Path) -> None:
+    questions, annotations, images = fx.write_vqa(tmp_path)
+    spec = VQATask(questions=questions, annotations=annotations, images=images, vqa_protocol="lenient")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="vqa_protocol must be"):
+        make_evaluator(tiny_model, spec)
+    with pytest.raises(ValueError, match="must contain exactly one <image>"):
+        make_evaluator(tiny_model, VQATask(questions=questions, annotations=annotations, images=images,
+                                           prompt_template="Question: {question} Answer:"))
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="needs Java for pycocoevalcap's PTB tokenizer")
+def test_captioning_records_the_ptb_tokenizer_by_default(tiny_model: Flamingo, tmp_path: Path) -> None:
+    path, images = fx.write_coco_captions(tmp_path)
+    entry = evaluate(tiny_model, CaptioningTask(annotations=path, images=images), shots=[0], seeds=1, limit=2,
+                     progress=False)
+    assert entry["settings"]["caption_tokenizer"] == "ptb"
