@@ -54,7 +54,7 @@ class PromptBatcher:
         for index, (prompt, items) in enumerate(zip(prompts, media, strict=True)):
             # The processor's own tokenisation (BOS handling) keeps prompts identical to processor(...) output;
             # its pixel path is skipped because the latents come from the cache.
-            ids = self.processor._tokenize(prompt, True)
+            ids = self.processor.tokenize(prompt)
             tags = ids.count(self.processor.media_token_id)
             if tags != len(items):
                 raise ValueError(f"prompt {index} has {tags} media tokens but {len(items)} media items")
@@ -63,7 +63,7 @@ class PromptBatcher:
                 raise ValueError(f"a prompt has {len(ids)} tokens but the language model supports at most {limit}; "
                                  f"use fewer shots (or a shorter prompt template)")
             rows.append(ids)
-        inputs = self.processor._pad(rows, "left")
+        inputs = self.processor.pad(rows, "left")
         device = self.model.device
         flat = [item for items in media for item in items]
         latents = self.latents(flat)

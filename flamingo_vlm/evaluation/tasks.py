@@ -196,7 +196,7 @@ class Evaluator(abc.ABC):
         k = max(shots)
         for query in queries[:sample]:
             text, _ = self.prompt(query, k, seed=0)
-            length = len(self.model.processor._tokenize(text, True))
+            length = len(self.model.processor.tokenize(text))
             if length > limit:
                 raise ValueError(f"{self.spec.name}: a {k}-shot prompt has {length} tokens but the language model "
                                  f"supports at most {limit}; use fewer shots or a shorter prompt template")

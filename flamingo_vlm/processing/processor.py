@@ -75,7 +75,7 @@ class FlamingoProcessor:
                     f"Prompt {index} has {tags} {self.media_token} tag(s) but {len(items)} image(s)/video(s) were "
                     f"given; put one {self.media_token} where each media item goes, in the same order."
                 )
-            ids = self._tokenize(prompt, add_special_tokens)
+            ids = self.tokenize(prompt, add_special_tokens=add_special_tokens)
             if ids.count(self.media_token_id) != tags:
                 raise ValueError(f"Prompt {index}: the tokenizer split the {self.media_token} tag; it must be a "
                                  f"special token (use the model's processor).")
@@ -86,7 +86,7 @@ class FlamingoProcessor:
             for item_index, item in enumerate(items):
                 pixel_items.append(self._media_pixels(item, f"prompt {index}, media item {item_index}"))
 
-        inputs = FlamingoInputs(self._pad(token_rows, padding_side))
+        inputs = FlamingoInputs(self.pad(token_rows, padding_side))
         if pixel_items:
             frames = max(p.shape[0] for p in pixel_items)
             pixel_values = pixel_items[0].new_zeros(len(pixel_items), frames, *pixel_items[0].shape[1:])
@@ -98,7 +98,7 @@ class FlamingoProcessor:
             inputs["frame_mask"] = frame_mask  # (N, F)
         return inputs
 
-    def _tokenize(self, prompt: str, add_special_tokens: bool) -> list[int]:
+    def tokenize(self, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of a prompt, starting with BOS whenever the tokenizer defines one.
 
         Training sequences always start with BOS (``data/sequences.py``); some tokenizers (GPT-2 style) do not add
@@ -162,7 +162,8 @@ class FlamingoProcessor:
     def _join(self, parts: Sequence[Any]) -> str:
         return "".join(self.media_token if _is_media(p) else p for p in parts)
 
-    def _pad(self, rows: list[list[int]], side: str) -> dict[str, torch.Tensor]:
+    def pad(self, rows: list[list[int]], side: str = "left") -> dict[str, torch.Tensor]:
+        """Token rows -> padded ``input_ids`` and ``attention_mask`` (B, T)."""
         length = max(len(r) for r in rows)
         pad_id = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
