@@ -5,7 +5,8 @@
     clip       a small CLIPModel trained contrastively on the pairs; its vision tower is kept
     lm         a small LlamaForCausalLM trained on the world's text
     flamingo   both frozen; Perceiver Resampler + GATED XATTN-DENSE trained by the training engine on the mixture
-    export     a self-contained checkpoint (backbones included), optionally copied into the package
+    export     a self-contained checkpoint (backbones included, bf16 storage)
+    card       the model card: the demo's held-out scores and the recipe's times; then a copy into the package
 
 Each stage skips itself when its output exists, so an interrupted recipe continues where it stopped (the
 Flamingo stage resumes from its last checkpoint).
@@ -27,7 +28,7 @@ from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_c
 from flamingo_vlm.training.config import doc
 
 RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
-STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export")
+STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FlamingoStage:
     warmup_steps: int = doc("Linear warm-up steps.", 100)
     schedule: str = doc("constant | cosine | linear after warm-up.", "cosine")
     precision: str = doc("fp32 | bf16 autocast.", "bf16")
+    gate_lr_multiplier: float = doc("Learning-rate multiplier of the tanh gates (see OptimConfig).", 1.0)
     datasets: list[dict[str, Any]] = doc("Per-dataset overrides by kind: batch_size, max_tokens, loss_weight...",
                                          default_factory=list)
     checkpoint_every: int = doc("Checkpoint period in steps.", 250)
@@ -59,6 +61,7 @@ class RecipeConfig:
     flamingo: FlamingoStage = doc("The Flamingo stage.", default_factory=FlamingoStage)
     export_to: str | None = doc("Also copy the final self-contained model here (e.g. the package's assets).",
                                 None)
+    card_limit: int = doc("Queries per task and shot count for the scores on the model card.", 24)
     stages: list[str] = doc("Stages to run, in order.", default_factory=lambda: list(STAGES))
     progress: bool = doc("Progress bars.", True)
 
@@ -134,12 +137,22 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     if "export" in config.stages:
         start = time.perf_counter()
         export_model(run_dir / "final", model_dir, config, report)
-        if config.export_to:
-            target = Path(config.export_to)
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(model_dir, target)
         record("export", start)
+    if "card" in config.stages:
+        from flamingo_vlm.evaluation.report import markdown_table
+        from flamingo_vlm.tinyworld.card import write_card
+        from flamingo_vlm.tinyworld.demo import run_demo
+
+        start = time.perf_counter()
+        results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
+        record("card", start)
+        card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
+        write_card(model_dir, card_report, results, markdown_table(results))
+    if config.export_to and model_dir.is_dir():
+        target = Path(config.export_to)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(model_dir, target)
     report["model"] = str(model_dir)
     report_path.write_text(json.dumps(report, indent=1))
     return report
@@ -165,7 +178,8 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "output_dir": str(run_dir),
         "model": {"lm": str(lm_dir), "vision": str(vision_dir), "config": dict(stage.model)},
         "datasets": datasets,
-        "optim": {"lr": stage.lr, "warmup_steps": stage.warmup_steps, "schedule": stage.schedule},
+        "optim": {"lr": stage.lr, "warmup_steps": stage.warmup_steps, "schedule": stage.schedule,
+                  "gate_lr_multiplier": stage.gate_lr_multiplier},
         "steps": stage.steps,
         "precision": stage.precision,
         "seed": config.seed,

@@ -82,6 +82,8 @@ class OptimConfig:
     eps: float = doc("AdamW epsilon.", 1e-8)
     grad_clip: float = doc("Global gradient-norm clipping, applied once per optimiser step (paper: 1.0); "
                            "0 disables.", 1.0)
+    gate_lr_multiplier: float = doc("Learning-rate multiplier for the tanh gates (paper: 1). Short runs of small "
+                                    "models need the gates to open faster than 500k-step runs do.", 1.0)
 
 
 @dataclass
@@ -279,6 +281,8 @@ def validate(config: TrainConfig) -> None:
         fail("optim.lr", "must be > 0")
     if config.optim.warmup_steps < 0:
         fail("optim.warmup_steps", "must be >= 0")
+    if config.optim.gate_lr_multiplier <= 0:
+        fail("optim.gate_lr_multiplier", "must be > 0")
     if config.optim.grad_clip < 0:
         fail("optim.grad_clip", "must be >= 0 (0 disables clipping)")
     if config.checkpoint_every < 1 or config.keep_last < 1 or config.log_every < 1:

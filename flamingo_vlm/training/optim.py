@@ -22,14 +22,19 @@ def uses_weight_decay(name: str, param: torch.Tensor, module_of: dict[str, nn.Mo
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters in two groups (with and without weight decay)."""
     modules = dict(model.named_modules())
-    decay, no_decay = [], []
+    decay, no_decay, gates = [], [], []
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if not param.requires_grad:
+            continue
+        if name.endswith(("attn_gate", "ffw_gate")):
+            gates.append(param)
+        else:
             (decay if uses_weight_decay(name, param, modules) else no_decay).append(param)
-    if not decay and not no_decay:
+    if not decay and not no_decay and not gates:
         raise ValueError("The model has no trainable parameters.")
-    groups = [{"params": decay, "weight_decay": config.weight_decay, "name": "decay"},
-              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    groups = [{"params": decay, "weight_decay": config.weight_decay, "name": "decay", "lr_multiplier": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay", "lr_multiplier": 1.0},
+              {"params": gates, "weight_decay": 0.0, "name": "gates", "lr_multiplier": config.gate_lr_multiplier}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=config.eps)
 
 
@@ -51,5 +56,5 @@ def lr_factor(step: int, total_steps: int, config: OptimConfig) -> float:
 def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, total_steps: int, config: OptimConfig) -> float:
     lr = config.lr * lr_factor(step, total_steps, config)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_multiplier", 1.0)
     return lr

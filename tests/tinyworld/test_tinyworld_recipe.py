@@ -10,16 +10,18 @@ import torch
 
 from flamingo_vlm import Flamingo
 from flamingo_vlm.cli import main
+from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
 from flamingo_vlm.tinyworld.recipe import STAGES, load_recipe, run_recipe
 from flamingo_vlm.training.config import ConfigError
 
 QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("clip.batch_size", "16"),
          ("lm.steps", "3"), ("lm.batch_size", "4"), ("flamingo.steps", "3"), ("flamingo.warmup_steps", "1"),
-         ("flamingo.checkpoint_every", "2")]
+         ("flamingo.checkpoint_every", "2"), ("card_limit", "2")]
 
 
 def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
-    config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), *QUICK])
+    config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("export_to", str(tmp_path / "asset")),
+                                    *QUICK])
     report = run_recipe(config)
     assert set(report["seconds"]) == set(STAGES)
     model = Flamingo.from_pretrained(report["model"])
@@ -31,9 +33,12 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert weights and all(p.stat().st_size > 0 for p in weights)
     inputs = model.processor("<image>Q: what colour is it? A:", images=[torch.rand(64, 64, 3).numpy()])
     assert model.generate(**inputs, max_new_tokens=3).shape[0] == 1
+    card = Path(report["model"]) / CARD_NAME
+    assert read_card_facts(card) == card_facts(model) and "| captioning |" in card.read_text()
     # A second run finds every stage done and redoes only the export.
     again = run_recipe(config)
     assert again["seconds"]["flamingo"] == pytest.approx(report["seconds"]["flamingo"])
+    assert (tmp_path / "asset" / CARD_NAME).is_file()  # the export_to copy carries the card
     recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recorded["data"]["train"]["pairs"].endswith(".tar")
 

@@ -16,13 +16,14 @@ def test_weight_decay_groups(lm_dirs: dict[str, str], clip_dir: str) -> None:
     groups = {g["name"]: {names[id(p)] for p in g["params"]} for g in optimizer.param_groups}
     decayed, plain = groups["decay"], groups["no_decay"]
     assert all(".cross_attn_block." in n and n.endswith("weight") for n in decayed)
+    assert all(n.endswith("_gate") for n in groups["gates"]) and len(groups["gates"]) == 8
     assert any("to_q" in n for n in decayed) and any("ffw.up" in n for n in decayed)
     assert all(n.startswith("resampler.") or n.startswith("new_tokens.") or "gate" in n or "norm" in n
                for n in plain)
     assert any(n.startswith("resampler.") and n.endswith("to_q.weight") for n in plain)  # paper: no decay there
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.1, 0.0}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert decayed | plain == trainable and not decayed & plain
+    assert decayed | plain | groups["gates"] == trainable and not decayed & plain
 
 
 def test_warmup_then_constant_or_decay() -> None:

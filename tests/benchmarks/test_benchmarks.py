@@ -1,0 +1,128 @@
+"""The benchmark script: our side of the `smoke` suite runs end to end and writes a sound report.
+
+The peer side (OpenFlamingo, flamingo-pytorch) needs its own 5.7 GB environment and is not in the default run; here
+we only check that its code imports without that environment and that the driver refuses to run without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import flops
+from benchmarks.report import SCHEMA, _pairwise, validate_report
+from benchmarks.suites import SUITES, get_suite, task_key, tasks_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--suite", "smoke", "--impls", "ours",
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = list(out.glob("smoke-*.json"))
+    assert len(reports) == 1
+    return json.loads(reports[0].read_text()), out, result.stdout
+
+
+def test_smoke_report_is_complete_and_every_number_is_finite_and_positive(smoke_run: tuple[dict, Path, str]) -> None:
+    report, _, _ = smoke_run
+    assert validate_report(report) == []
+    assert report["schema"] == SCHEMA
+    assert report["implementations"] == ["ours"]
+    assert report["torch_versions"]["ours"].startswith("2.")
+    suite = get_suite("smoke")
+    assert set(report["measurements"]) == {task_key(t) for t in tasks_for(suite)}
+    train = report["measurements"]["train/fp32"]["ours"]
+    assert train["tokens"] == suite.batch * suite.seq_len
+    assert 0 < train["mfu"] < 1
+    assert train["seconds"]["min"] <= train["seconds"]["median"] <= train["seconds"]["max"]
+    generate = report["measurements"][f"generate/shots={suite.shots[-1]}/beams={suite.beams[-1]}"]["ours"]
+    assert generate["new_tokens"] == suite.new_tokens
+    assert generate["images"] == suite.shots[-1] + 1
+    assert generate["ttft_s"]["median"] > 0 and generate["total_s"]["median"] > 0
+    sweep = report["measurements"]["xattn_sweep"]["ours"]["points"]
+    assert [p["images"] for p in sweep] == suite.sweep_images
+    assert all("prefill" in p and "decode" in p for p in sweep)
+
+
+def test_smoke_writes_markdown_table_and_plot(smoke_run: tuple[dict, Path, str]) -> None:
+    _, out, stdout = smoke_run
+    (markdown,) = out.glob("smoke-*.md")
+    text = markdown.read_text()
+    assert "## Training step" in text and "## Generation" in text and "| fp32 |" in text
+    assert text.strip() == stdout.strip()  # the table printed is the table written
+    (png,) = out.glob("smoke-*.per_query_vs_shots.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validation_catches_broken_reports(smoke_run: tuple[dict, Path, str]) -> None:
+    report, _, _ = smoke_run
+    broken = copy.deepcopy(report)
+    broken["measurements"]["train/fp32"]["ours"]["tokens_per_s"]["median"] = math.nan
+    assert any("not finite" in p for p in validate_report(broken))
+    broken = copy.deepcopy(report)
+    broken["measurements"]["generate/shots=0/beams=1"]["ours"]["total_s"]["min"] = 0.0
+    assert any("expected > 0" in p for p in validate_report(broken))
+    broken = copy.deepcopy(report)
+    del broken["measurements"]["resampler"]
+    assert any("resampler missing" in p for p in validate_report(broken))
+    broken = copy.deepcopy(report)
+    broken["failures"] = [{"impl": "ours", "key": "train/fp32", "error": "boom"}]
+    assert validate_report(broken)
+
+
+def test_peer_code_imports_without_the_peer_environment() -> None:
+    import benchmarks.impl_flamingo_pytorch
+    import benchmarks.impl_openflamingo
+
+    assert benchmarks.impl_openflamingo.Implementation.name == "openflamingo"
+    assert benchmarks.impl_flamingo_pytorch.Implementation.name == "flamingo_pytorch"
+
+
+def test_driver_refuses_peers_without_their_environment(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--suite", "smoke", "--impls",
+                             "ours,openflamingo", "--peer-python", str(tmp_path / "missing" / "python"),
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "peer environment" in result.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_suites_match_the_issue() -> None:
+    small = SUITES["cpu-small"]
+    assert (small.lm_width, small.lm_layers, small.lm_heads) == (256, 4, 4)
+    assert (small.vision_width, small.vision_layers, small.patch_size, small.image_size) == (128, 4, 8, 64)
+    assert (small.resampler_depth, small.num_latents, small.cross_attn_every) == (2, 16, 1)
+    assert (small.seq_len, small.images_per_seq, small.batch) == (256, 5, 4)
+    assert small.shots == [0, 4, 8, 16, 32] and small.beams == [1, 3] and small.new_tokens == 20
+    assert small.train_precisions == ["fp32", "bf16"]
+    # the 32-shot prompt plus the generated tokens fits the LM's context
+    longest = 1 + max(small.shots) * (1 + 2 + small.caption_tokens + 1) + 3 + small.new_tokens
+    assert longest <= small.max_positions
+
+
+def test_flop_counts_scale_as_expected() -> None:
+    s = SUITES["cpu-small"].to_dict()
+    one = flops.training_step(s, 2048)
+    double = flops.training_step(s | {"batch": 2 * s["batch"]}, 2048)
+    assert double["total"] == pytest.approx(2 * one["total"])
+    assert one["total"] == pytest.approx(sum(v for k, v in one.items() if k != "total"))
+    greedy = flops.generation(s, 2048, prompt_tokens=100, images=5, new_tokens=20, beams=1)
+    beam = flops.generation(s, 2048, prompt_tokens=100, images=5, new_tokens=20, beams=3)
+    assert beam["prefill"] == greedy["prefill"] and beam["decode"] == pytest.approx(3 * greedy["decode"])
+    assert flops.generation(s, 2048, 100, 5, 1, 1)["decode"] == 0
+
+
+def test_pairwise_ratios() -> None:
+    ratio = _pairwise([1.0, 2.0, 4.0], [2.0, 6.0, 4.0])  # their time / our time, repetition by repetition
+    assert ratio["values"] == [2.0, 3.0, 1.0]
+    assert ratio["median"] == 2.0 and ratio["min"] == 1.0 and ratio["max"] == 3.0

@@ -1,0 +1,58 @@
+"""The bundled tiny-world model: loads by name, matches its card, stays small, and the demo runs on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flamingo_vlm import Flamingo
+from flamingo_vlm.cli import main
+from flamingo_vlm.hub import BUNDLED_MODELS
+from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
+from flamingo_vlm.tinyworld.demo import run_demo
+from flamingo_vlm.tinyworld.render import render_scene
+from flamingo_vlm.tinyworld.scene import sample_scene
+
+BUNDLE = BUNDLED_MODELS["tiny-world"]
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Flamingo:
+    return Flamingo.from_pretrained("tiny-world")
+
+
+def test_bundled_model_is_small_and_matches_its_card(bundled: Flamingo) -> None:
+    size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())
+    assert size <= 25 * 1024 * 1024
+    assert read_card_facts(BUNDLE / CARD_NAME) == card_facts(bundled)
+    assert bundled.config.extra["recipe"] == "flamingo train tiny-world"
+
+
+def test_bundled_model_answers_a_prompt(bundled: Flamingo) -> None:
+    import numpy as np
+
+    image = render_scene(sample_scene(np.random.default_rng(123), min_objects=1, max_objects=1))
+    inputs = bundled.processor("<image>Output:", images=[image])
+    out = bundled.generate(**inputs, max_new_tokens=8, num_beams=3)
+    assert bundled.processor.batch_decode(out)[0].strip() != ""
+
+
+def test_demo_runs_and_prints_its_table(bundled: Flamingo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = run_demo(bundled, shots=(0, 4), limit=4, output=tmp_path / "demo.html", progress=False)
+    printed = capsys.readouterr().out
+    assert "| task |" in printed and "4-shot" in printed
+    assert {t["task"] for t in results["tasks"]} == {"captioning", "vqa", "video_qa", "novel_words"}
+    page = (tmp_path / "demo.html").read_text()
+    assert page.count("data:image/png;base64") > 10 and (tmp_path / "demo.png").is_file()
+
+
+def test_generate_command_on_the_bundled_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    for i in range(2):
+        render_scene(sample_scene(np.random.default_rng(i))).save(tmp_path / f"{i}.png")
+    prompt = "<image>Q: what shape is it? A: circle<|endofchunk|><image>Q: what shape is it? A:"
+    assert main(["generate", "--model", "tiny-world", "--image", str(tmp_path / "0.png"), "--image",
+                 str(tmp_path / "1.png"), "--prompt", prompt, "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip() != ""
