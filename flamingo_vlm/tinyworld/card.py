@@ -32,7 +32,7 @@ def card_facts(model: Flamingo) -> dict[str, Any]:
 
 
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
-               table: str | None) -> Path:
+               table: str | None, notes: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -83,6 +83,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
             table,
             "",
         ]
+    if notes:
+        lines += ["## Notes", "", notes, ""]
     lines += ["## Facts (checked against the weights by the tests)", "", "```json",
               json.dumps(facts, indent=1, sort_keys=True), "```", ""]
     path = model_dir / CARD_NAME

@@ -1,0 +1,98 @@
+"""Where the time goes in one measurement: torch.profiler operator table and a cProfile of the Python side.
+
+    python -m benchmarks.profile --suite cpu-small --task train/fp32
+    python -m benchmarks.profile --suite cpu-small --task generate/shots=32/beams=3 --impl openflamingo \
+        --python ../peer-venv/bin/python
+
+Builds the same closure the benchmark times (``benchmarks.impl_*``), warms it up, then profiles ``--reps`` calls.
+Prints the top operators by self CPU time and the top Python functions by cumulative and internal time (file:line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.suites import get_suite, task_key, tasks_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _closure(impl: object, task: dict) -> object:
+    if task["kind"] == "train":
+        return impl.train_step(task["precision"])[0]
+    if task["kind"] == "generate":
+        return impl.generate(task["shots"], task["num_beams"], impl.suite.new_tokens)[1]
+    return getattr(impl, task["kind"])()[0]
+
+
+def profile_here(suite_name: str, impl_name: str, key: str, reps: int, rows: int, assets: Path | None) -> None:
+    import importlib
+
+    import torch
+
+    from benchmarks.worker import IMPLEMENTATIONS
+
+    suite = get_suite(suite_name)
+    (task,) = [t for t in tasks_for(suite) if task_key(t) == key]
+    if assets is None:
+        from benchmarks.assets import build_assets
+
+        assets = Path(tempfile.mkdtemp(prefix="flamingo-profile-"))
+        build_assets(suite, assets)
+    impl = importlib.import_module(IMPLEMENTATIONS[impl_name]).Implementation(suite, assets)
+    fn = _closure(impl, task)
+    for _ in range(2):
+        fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            fn()
+    print(f"== {impl_name} {key}: torch.profiler, {reps} calls, top operators by self CPU time ==")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(reps):
+        fn()
+    profiler.disable()
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(rows)
+        print(f"== {impl_name} {key}: cProfile by {order} ==")
+        print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="cpu-small")
+    parser.add_argument("--task", required=True, help="e.g. train/fp32, generate/shots=32/beams=3, xattn_block")
+    parser.add_argument("--impl", default="ours", choices=["ours", "openflamingo", "flamingo_pytorch"])
+    parser.add_argument("--python", default=None, help="interpreter for a peer implementation")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--assets", default=None, help="(internal) folder of backbones built by this project")
+    args = parser.parse_args(argv)
+    if args.python and Path(args.python).absolute() != Path(sys.executable).absolute():
+        # Build the backbones here (the peer interpreter only reads them), then rerun this module over there.
+        from benchmarks.assets import build_assets
+
+        assets = Path(tempfile.mkdtemp(prefix="flamingo-profile-"))
+        build_assets(get_suite(args.suite), assets)
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        command = [args.python, "-m", "benchmarks.profile", "--suite", args.suite, "--task", args.task, "--impl",
+                   args.impl, "--reps", str(args.reps), "--rows", str(args.rows), "--assets", str(assets)]
+        return subprocess.run(command, cwd=ROOT, env=env).returncode
+    profile_here(args.suite, args.impl, args.task, args.reps, args.rows, Path(args.assets) if args.assets else None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
