@@ -97,7 +97,7 @@ SUITES: dict[str, Suite] = {
         cross_attn_every=1, cross_attn_heads=4, cross_attn_head_dim=64, ffw_mult=4,
         seq_len=256, images_per_seq=5, batch=4, train_precisions=["fp32", "bf16"], train_warmup=2, train_reps=6,
         shots=[0, 4, 8, 16, 32], beams=[1, 3], new_tokens=20, caption_tokens=12, gen_warmup=1, gen_reps=4,
-        module_seq_len=512, sweep_images=[1, 4, 8, 16, 32], module_warmup=2, module_reps=7,
+        module_seq_len=512, sweep_images=[1, 4, 8, 16, 32], module_warmup=2, module_reps=7, rounds=2,
     ),
     "smoke": Suite(
         name="smoke",
