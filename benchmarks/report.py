@@ -166,6 +166,8 @@ def build_report(suite: Suite, impls: list[str], results: list[dict[str, Any]], 
         "failures": [{"impl": e["impl"], "key": e["key"], "error": e.get("error")} for e in results if not e.get("ok")],
         "raw": [{k: v for k, v in e.items() if k != "env"} for e in results],
     }
+    foreign = [e.get("foreign_cpu_fraction") for e in results if e.get("foreign_cpu_fraction") is not None]
+    report["foreign_cpu_max"] = max(foreign) if foreign else None
     report["targets"] = _targets(suite, report)
     return report
 
@@ -247,6 +249,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["Matmul peak (2048^3, best of 6): " + "; ".join(
         f"{'ours' if side == 'ours' else 'peer env'} fp32 {v.get('fp32', 0) / 1e9:.0f} GFLOP/s, bf16 "
         f"{v.get('bf16', 0) / 1e9:.0f} GFLOP/s" for side, v in peaks.items()) + ".", ""]
+    if report.get("foreign_cpu_max") is not None:
+        lines += [f"Other processes used at most {report['foreign_cpu_max']:.0%} of the machine during any worker"
+                  + (" (**the machine was shared: treat the numbers with care**)." if report["foreign_cpu_max"] > 0.1
+                     else "."), ""]
     cfg = report["matched_config"]
     lines += ["Matched configuration: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".", ""]
     lines += ["Values are median [min–max] over the timed repetitions; speed-ups are computed pair by pair "

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,21 @@ def machine() -> dict[str, Any]:
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU time all processes have used since boot (``/proc/stat``), to spot other load on a shared machine."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[dict[str, Any]], work: Path,
                threads: int | None, timeout: float, log: Any) -> list[dict[str, Any]]:
     """Start one worker process and return its results (failures come back as ``ok: False`` entries)."""
@@ -78,15 +94,20 @@ def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[d
         env.update(MEMORY_ENV)
     if impl != "ours":
         env.pop("PYTHONPATH", None)  # the peer interpreter must not see this environment's packages
-    started = time.perf_counter()
+    started, busy, children = time.perf_counter(), _busy_cpu_seconds(), _children_cpu_seconds()
     try:
         process = subprocess.run([python, "-m", "benchmarks.worker", str(request), str(result)], cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=timeout)
         stderr, code = process.stderr, process.returncode
     except subprocess.TimeoutExpired as error:
         stderr, code = f"timed out after {timeout:.0f} s\n{error.stderr or ''}", -1
+    wall = time.perf_counter() - started
+    foreign = None
+    if busy is not None:  # CPU used by anything but this worker, as a fraction of the machine
+        other = (_busy_cpu_seconds() or busy) - busy - (_children_cpu_seconds() - children)
+        foreign = max(0.0, other / (wall * (os.cpu_count() or 1)))
     names = ", ".join(task_key(t) + (" (memory)" if t.get("memory") else "") for t in tasks)
-    log(f"  {impl:<17} {names[:70]:<70} {time.perf_counter() - started:6.1f} s")
+    log(f"  {impl:<17} {names[:70]:<70} {wall:6.1f} s" + (f"  (other load {foreign:.0%})" if foreign and foreign > 0.1 else ""))
     entries = json.loads(result.read_text()) if result.exists() else []
     done = {json.dumps(e["task"], sort_keys=True) for e in entries}
     for task in tasks:  # tasks the worker never reported (crash, timeout)
@@ -94,6 +115,7 @@ def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[d
             entries.append({"impl": impl, "task": task, "key": task_key(task), "ok": False,
                             "error": f"worker exited with code {code}", "stderr_tail": stderr[-3000:]})
     for entry in entries:
+        entry["foreign_cpu_fraction"] = foreign
         if not entry.get("ok"):
             log(f"    FAILED {impl} {entry['key']}: {entry.get('error')}")
             if entry.get("traceback"):
