@@ -232,6 +232,14 @@ def _num(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "–" if value is None else f"{value:,.{digits}f}{suffix}"
 
 
+def _mem(agg: dict[str, Any] | None) -> str:
+    """Peak MB over a cold and a warm call, and (after the slash) over the warm call alone when measured."""
+    if not agg or agg.get("peak_delta_mb") is None:
+        return "–"
+    text = f"{agg['peak_delta_mb']:,.0f}"
+    return text + (f" / {agg['transient_mb']:,.0f}" if agg.get("transient_mb") is not None else "")
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -256,8 +264,9 @@ def markdown(report: dict[str, Any]) -> str:
     cfg = report["matched_config"]
     lines += ["Matched configuration: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".", ""]
     lines += ["Values are median [min–max] over the timed repetitions; speed-ups are computed pair by pair "
-              "(repetition i of each side) and given as median [min–max]. Memory is the peak resident memory the "
-              "workload added on top of the built model (MB).", ""]
+              "(repetition i of each side) and given as median [min–max]. MB: peak resident memory the workload "
+              "added on top of the built model, over a first and a second call / over the second call alone "
+              "(separate processes; see benchmarks/README.md).", ""]
 
     # --- training
     train_keys = [k for k in meas if k.startswith("train/")]
@@ -279,10 +288,10 @@ def markdown(report: dict[str, Any]) -> str:
             if has_of:
                 pair = ratios.get(key, {}).get("openflamingo")
                 row += (f" {_fmt(of and of['tokens_per_s'])} | {_fmt(pair and pair['speedup'], digits=2)} |"
-                        f" {_num(ours and ours.get('peak_delta_mb'), 0)} | {_num(of and of.get('peak_delta_mb'), 0)} |"
+                        f" {_mem(ours)} | {_mem(of)} |"
                         f" {_pct(ours and ours.get('mfu'))} | {_pct(of and of.get('mfu'))} |")
             else:
-                row += f" {_num(ours and ours.get('peak_delta_mb'), 0)} | {_pct(ours and ours.get('mfu'))} |"
+                row += f" {_mem(ours)} | {_pct(ours and ours.get('mfu'))} |"
             lines.append(row)
         lines.append("")
 
@@ -313,10 +322,10 @@ def markdown(report: dict[str, Any]) -> str:
                 row += (f" {_fmt(of and of['ttft_s'], 1e3, 1)} | {_fmt(of and of['total_s'], 1e3, 1)} |"
                         f" {_num(of and of['tokens_per_s']['median'], 0)} |"
                         f" {_fmt(pair and pair['speedup_ttft'], digits=2)} | {_fmt(pair and pair['speedup_total'], digits=2)} |"
-                        f" {_num(ours and ours.get('peak_delta_mb'), 0)} | {_num(of and of.get('peak_delta_mb'), 0)} |"
+                        f" {_mem(ours)} | {_mem(of)} |"
                         f" {_pct(ours and ours.get('mfu'))} | {_pct(of and of.get('mfu'))} |")
             else:
-                row += f" {_num(ours and ours.get('peak_delta_mb'), 0)} | {_pct(ours and ours.get('mfu'))} |"
+                row += f" {_mem(ours)} | {_pct(ours and ours.get('mfu'))} |"
             lines.append(row)
         lines.append("")
 
