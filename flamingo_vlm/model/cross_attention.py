@@ -35,21 +35,33 @@ class MediaRouting:
     row_media: torch.Tensor
     attend_all_previous: bool = False
     _plan: tuple[torch.Tensor, ...] | None = field(default=None, repr=False)
+    _any_media: bool | None = field(default=None, repr=False)
 
     @property
     def any_media(self) -> bool:
-        return bool((self.token_media >= 0).any())
+        """Whether any token reads media; computed once (a host sync) and shared by every block."""
+        if self._any_media is None:
+            self._any_media = bool((self.token_media >= 0).any())
+        return self._any_media
 
     def packing_plan(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
         """Group tokens into (segment, chunk) groups; computed once per forward and reused by every block.
 
         Returns ``(token_index, slot, group_media, num_groups, chunk)``: flat positions of routed tokens
         ``(Nv,)``, their position ``group * chunk + offset`` in the packed tensor ``(Nv,)``, the media index of
-        each group ``(G,)``, ``G`` and the chunk length.
+        each group ``(G,)``, ``G`` and the chunk length. When every token is routed and every chunk is full (one
+        token per row while decoding, equal segments), ``token_index`` and ``slot`` are both ``arange``: see
+        :attr:`packing_is_identity`.
         """
         if self._plan is None:
             self._plan = _pack_tokens(self.token_media)
         return self._plan  # type: ignore[return-value]
+
+    @property
+    def packing_is_identity(self) -> bool:
+        """True when the packed layout is the tokens' own order, so gathering and scattering can be skipped."""
+        token_index, _, _, num_groups, chunk = self.packing_plan()
+        return token_index.numel() == self.token_media.numel() == num_groups * chunk
 
 
 def _pack_tokens(token_media: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
@@ -155,18 +167,25 @@ class MaskedCrossAttention(nn.Module):
         if routing.attend_all_previous:
             return self.to_out(self._attend_all_previous(q, routing, keys, values))
         token_index, slot, group_media, num_groups, chunk = routing.packing_plan()
-        out = hidden.new_zeros(batch * length, dim)
         if num_groups == 0:
-            return out.view(batch, length, dim)
+            return hidden.new_zeros(batch, length, dim)
         width = q.shape[-1]
-        routed_q = q.reshape(batch * length, width).index_select(0, token_index)  # (Nv, h*d)
-        packed = routed_q.new_zeros(num_groups * chunk, width).index_copy(0, slot, routed_q)
-        packed = split_heads(packed.view(num_groups, chunk, width), self.heads)  # (G, h, C, d)
+        identity = routing.packing_is_identity  # e.g. every decoding step: no gather/scatter needed
+        if identity:
+            packed = q.reshape(num_groups, chunk, width)
+        else:
+            routed_q = q.reshape(batch * length, width).index_select(0, token_index)  # (Nv, h*d)
+            packed = routed_q.new_zeros(num_groups * chunk, width).index_copy(0, slot, routed_q)
+            packed = packed.view(num_groups, chunk, width)
+        packed = split_heads(packed, self.heads)  # (G, h, C, d)
         attended = F.scaled_dot_product_attention(
             packed, keys.index_select(0, group_media).to(packed.dtype), values.index_select(0, group_media).to(packed.dtype)
         )  # (G, h, C, d)
-        attended = merge_heads(attended).reshape(num_groups * chunk, width).index_select(0, slot)  # (Nv, h*d)
-        out = out.index_copy(0, token_index, self.to_out(attended).to(out.dtype))
+        attended = merge_heads(attended).reshape(num_groups * chunk, width)  # (G*C, h*d)
+        if identity:
+            return self.to_out(attended).to(hidden.dtype).view(batch, length, dim)
+        out = hidden.new_zeros(batch * length, dim)  # tokens that read no media get exactly zero
+        out = out.index_copy(0, token_index, self.to_out(attended.index_select(0, slot)).to(out.dtype))
         return out.view(batch, length, dim)
 
     def _attend_all_previous(self, q: torch.Tensor, routing: MediaRouting, keys: torch.Tensor,

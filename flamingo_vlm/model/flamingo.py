@@ -265,13 +265,14 @@ class Flamingo(nn.Module):
         return media_latents
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context: MediaContext | None,
-               cache: Any = None, use_cache: bool = False) -> tuple[torch.Tensor, Any]:
+               cache: Any = None, use_cache: bool = False, check_token_ids: bool = True) -> tuple[torch.Tensor, Any]:
         """Run the fused LM on ``input_ids`` (the new chunk) -> final hidden states ``(B, T, H)`` and the LM cache.
 
-        ``attention_mask`` covers the cached tokens plus the new chunk.
+        ``attention_mask`` covers the cached tokens plus the new chunk. ``check_token_ids=False`` skips the
+        vocabulary check (for ids the decoder itself produced).
         """
         base, _ = base_model_and_head(self.lm)
-        embeds = self.new_tokens.embed(input_ids, self.lm.get_input_embeddings())
+        embeds = self.new_tokens.embed(input_ids, self.lm.get_input_embeddings(), check=check_token_ids)
         # Positions count only real tokens, so left-padded rows start at 0 like unpadded ones.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -input_ids.shape[1]:]
         kwargs = {MEDIA_KWARG: context} if context is not None else {}

@@ -158,29 +158,37 @@ class NewTokenEmbeddings(nn.Module):
     def __init__(self, token_ids: list[int], input_init: torch.Tensor, output_init: torch.Tensor | None) -> None:
         super().__init__()
         self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+        self.logits_width = max(token_ids) + 1  # the vocabulary axis must reach the largest new id (a Python int)
         self.input_rows = nn.Parameter(input_init.clone())
         self.output_rows = nn.Parameter(output_init.clone()) if output_init is not None else None
 
-    def embed(self, input_ids: torch.Tensor, base_embedding: nn.Embedding) -> torch.Tensor:
-        # (B, T) -> (B, T, E); slot[b, t] = which new token, or -1
-        slot = (input_ids[..., None] == self.token_ids).long().argmax(-1)
-        is_new = (input_ids[..., None] == self.token_ids).any(-1)
-        outside = ~is_new & ((input_ids >= base_embedding.num_embeddings) | (input_ids < 0))
-        if bool(outside.any()):
-            bad = int(input_ids[outside][0])
-            raise ValueError(f"Token id {bad} is outside the language model's vocabulary "
-                             f"({base_embedding.num_embeddings} rows) and is not one of Flamingo's new tokens; the "
-                             f"tokenizer does not match the LM.")
+    def embed(self, input_ids: torch.Tensor, base_embedding: nn.Embedding, *, check: bool = True) -> torch.Tensor:
+        """(B, T) -> (B, T, E). ``check=False`` skips the vocabulary check (a host sync), for ids this library
+        generated itself."""
+        matches = input_ids[..., None] == self.token_ids  # (B, T, num_new)
+        slot = matches.long().argmax(-1)  # which new token (0 where none)
+        is_new = matches.any(-1)
+        if check:
+            self._check_ids(input_ids, is_new, base_embedding.num_embeddings)
         base_ids = torch.where(is_new, 0, input_ids)
         embeds = base_embedding(base_ids)
         new_embeds = self.input_rows.to(embeds.dtype)[slot]
         return torch.where(is_new[..., None], new_embeds, embeds)
 
+    @staticmethod
+    def _check_ids(input_ids: torch.Tensor, is_new: torch.Tensor, num_embeddings: int) -> None:
+        outside = ~is_new & ((input_ids >= num_embeddings) | (input_ids < 0))
+        if bool(outside.any()):
+            bad = int(input_ids[outside][0])
+            raise ValueError(f"Token id {bad} is outside the language model's vocabulary "
+                             f"({num_embeddings} rows) and is not one of Flamingo's new tokens; the "
+                             f"tokenizer does not match the LM.")
+
     def logits(self, hidden: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
         """Put the new tokens' logits at their ids, growing the vocabulary axis if they lie past its end."""
         rows = self.output_rows if self.output_rows is not None else self.input_rows
         new_logits = hidden @ rows.to(hidden.dtype).T  # (B, T, num_new)
-        size = max(base_logits.shape[-1], int(self.token_ids.max()) + 1)
+        size = max(base_logits.shape[-1], self.logits_width)
         if size > base_logits.shape[-1]:
             base_logits = torch.nn.functional.pad(base_logits, (0, size - base_logits.shape[-1]), value=float("-inf"))
         return base_logits.index_copy(-1, self.token_ids, new_logits.to(base_logits.dtype))

@@ -5,7 +5,11 @@ Fast by construction:
   ``MediaContext.kv_cache``); every later step reuses them, for every beam;
 - beams and candidates are rows that *share* the prompt's media through global media indices, so nothing visual
   is copied when a prompt is expanded into beams;
-- the LM's self-attention uses its own KV cache; only the last position goes through the output head.
+- the LM's self-attention cache (``DecodeCache``) has room to grow, so a step writes one position instead of
+  copying the whole prompt's keys/values, and beam reordering moves only the generated positions (beams of one
+  prompt share the prompt's keys/values exactly);
+- a decoding step's media routing is the same at every step (each new token reads its row's last media item), so
+  it is built once and every block reuses it; only the last position goes through the output head.
 
 ``use_cache=False`` recomputes the whole sequence at every step: slow, and there to test the fast path against.
 """
@@ -17,9 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import DynamicCache
 
-from flamingo_vlm.model.cross_attention import MediaContext
+from flamingo_vlm.model.cross_attention import MediaContext, MediaRouting
+from flamingo_vlm.model.kv_cache import DecodeCache
 
 if TYPE_CHECKING:
     from flamingo_vlm.model.flamingo import Flamingo
@@ -40,33 +44,46 @@ class _CachedDecoder:
     """Prefill once, then feed one token per row per step, reusing self-attention and cross-attention caches."""
 
     def __init__(self, model: Flamingo, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 latents: torch.Tensor | None) -> None:
+                 latents: torch.Tensor | None, *, reserve: int = 32) -> None:
         self.model = model
         routing = model.route(input_ids, attention_mask)
         count = (input_ids == model.media_token_id).sum(1)
         self.rows = _Rows(torch.cumsum(count, 0) - count, count)
         self.context_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         context = MediaContext(routing=routing, latents=latents, kv_cache=self.context_cache)
-        cache = DynamicCache(config=model.lm.config)
+        cache = DecodeCache(config=model.lm.config, reserve=reserve)
         hidden, self.cache = model.decode(input_ids, attention_mask, context, cache=cache, use_cache=True)
+        self.prompt_length = input_ids.shape[1]
         self.attention_mask = attention_mask
         self.logits = model.logits(hidden[:, -1:])[:, 0]  # (B, V): only the last position needs the head
+        self._step_routing: MediaRouting | None = None
 
-    def select(self, index: torch.Tensor) -> None:
-        """Keep/duplicate/reorder rows: row i becomes old row ``index[i]``."""
-        self.cache.batch_select_indices(index)
-        self.attention_mask = self.attention_mask[index]
-        self.rows = self.rows.select(index)
+    def select(self, index: torch.Tensor, *, within_prompts: bool = False) -> None:
+        """Keep/duplicate/reorder rows: row i becomes old row ``index[i]``.
+
+        ``within_prompts``: every row and its source row continue the same prompt (beam reordering), so their
+        prompt keys/values, attention mask and media are already identical and only generated positions move.
+        """
+        if within_prompts:
+            self.cache.reorder_generated(index, self.prompt_length)
+        else:
+            self.cache.batch_select_indices(index)
+            self.attention_mask = self.attention_mask[index]
+            self.rows = self.rows.select(index)
+            self._step_routing = None
         self.logits = self.logits[index]
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append ``tokens`` (R,) and return the next logits (R, V)."""
         chunk = tokens[:, None]  # (R, 1)
         self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(chunk)], dim=1)
-        routing = self.model.route(chunk, media_seen=self.rows.count, row_media_offset=self.rows.offset,
-                                   row_media_count=self.rows.count)
-        context = MediaContext(routing=routing, latents=None, kv_cache=self.context_cache)
-        hidden, self.cache = self.model.decode(chunk, self.attention_mask, context, cache=self.cache, use_cache=True)
+        if self._step_routing is None:
+            # A generated token reads its row's last media item, at every step: route once, reuse the plan.
+            self._step_routing = self.model.route(chunk, media_seen=self.rows.count,
+                                                  row_media_offset=self.rows.offset, row_media_count=self.rows.count)
+        context = MediaContext(routing=self._step_routing, latents=None, kv_cache=self.context_cache)
+        hidden, self.cache = self.model.decode(chunk, self.attention_mask, context, cache=self.cache, use_cache=True,
+                                               check_token_ids=False)
         self.logits = self.model.logits(hidden)[:, -1]
         return self.logits
 
@@ -91,7 +108,7 @@ class _RecomputeDecoder:
         hidden, _ = self.model.decode(self.input_ids, self.attention_mask, context)
         return self.model.logits(hidden)[:, -1]
 
-    def select(self, index: torch.Tensor) -> None:
+    def select(self, index: torch.Tensor, *, within_prompts: bool = False) -> None:
         self.input_ids = self.input_ids[index]
         self.attention_mask = self.attention_mask[index]
         self.rows = self.rows.select(index)
@@ -118,14 +135,13 @@ def _prepare(model: Flamingo, input_ids: torch.Tensor, attention_mask: torch.Ten
     return attention_mask, latents
 
 
-def _blocked_tokens(model: Flamingo, logits: torch.Tensor) -> torch.Tensor:
-    """Never generate ``<image>`` (no media would follow) or ids past the tokenizer (padded embedding rows)."""
-    logits = logits.clone()
-    logits[:, model.media_token_id] = float("-inf")
-    vocab = len(model.tokenizer)
-    if logits.shape[-1] > vocab:
-        logits[:, vocab:] = float("-inf")
-    return logits
+def _blocked_tokens_bias(model: Flamingo, logits: torch.Tensor) -> torch.Tensor:
+    """``(V,)``: 0, or -inf for ids never generated: ``<image>`` (no media would follow) and ids past the tokenizer
+    (padded embedding rows). Added to the logits at each step."""
+    bias = torch.zeros(logits.shape[-1], dtype=torch.float32, device=logits.device)
+    bias[model.media_token_id] = float("-inf")
+    bias[len(model.tokenizer):] = float("-inf")
+    return bias
 
 
 def generate(
@@ -160,8 +176,10 @@ def generate(
     model.eval()
     try:
         attention_mask, latents = _prepare(model, input_ids, attention_mask, pixel_values, frame_mask, media_latents)
-        decoder_class = _CachedDecoder if use_cache else _RecomputeDecoder
-        decoder = decoder_class(model, input_ids, attention_mask, latents)
+        if use_cache:
+            decoder: Any = _CachedDecoder(model, input_ids, attention_mask, latents, reserve=max_new_tokens)
+        else:
+            decoder = _RecomputeDecoder(model, input_ids, attention_mask, latents)
         stop_ids = [i for i in (model.tokenizer.eos_token_id,) if i is not None]
         if stop_at_end_of_chunk:
             stop_ids.append(model.end_of_chunk_token_id)
@@ -179,10 +197,11 @@ def _greedy_or_sample(model: Flamingo, decoder: Any, max_new_tokens: int, stop: 
                       do_sample: bool, temperature: float, top_k: int, top_p: float,
                       generator: torch.Generator | None) -> torch.Tensor:
     logits = decoder.logits
+    blocked = _blocked_tokens_bias(model, logits)
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     generated: list[torch.Tensor] = []
     for step in range(max_new_tokens):
-        scores = _blocked_tokens(model, logits.float())
+        scores = logits.float() + blocked
         if do_sample:
             next_tokens = _sample(scores, temperature, top_k, top_p, generator)
         else:
@@ -227,19 +246,21 @@ def _beam_search(model: Flamingo, decoder: Any, max_new_tokens: int, num_beams: 
     done = [False] * batch
     stop_set = set(stop.tolist())
     logits = decoder.logits
+    blocked = _blocked_tokens_bias(model, logits)
     for step in range(max_new_tokens):
-        log_probs = _blocked_tokens(model, logits.float()).log_softmax(-1)  # (B*K, V)
+        log_probs = (logits.float() + blocked).log_softmax(-1)  # (B*K, V)
         vocab = log_probs.shape[-1]
         candidates = (beam_scores.view(-1, 1) + log_probs).view(batch, num_beams * vocab)
-        top_scores, top_index = candidates.topk(2 * num_beams, dim=1)  # (B, 2K)
-        top_beam, top_token = top_index // vocab, top_index % vocab
+        top_scores_t, top_index_t = candidates.topk(2 * num_beams, dim=1)  # (B, 2K)
+        # One transfer to Python per step (the bookkeeping below is per hypothesis).
+        top_scores, top_index = top_scores_t.tolist(), top_index_t.tolist()
         next_rows, next_tokens, next_scores = [], [], []
         for b in range(batch):
             chosen = 0
             if not done[b]:
                 for rank in range(2 * num_beams):
-                    token, score = int(top_token[b, rank]), float(top_scores[b, rank])
-                    row = b * num_beams + int(top_beam[b, rank])
+                    token, score = top_index[b][rank] % vocab, top_scores[b][rank]
+                    row = b * num_beams + top_index[b][rank] // vocab
                     if token in stop_set:
                         # Only a stop within the top K counts, as in the standard beam search.
                         if rank < num_beams:
@@ -272,7 +293,7 @@ def _beam_search(model: Flamingo, decoder: Any, max_new_tokens: int, num_beams: 
         sequences = torch.cat([sequences[rows], tokens[:, None]], dim=1)
         if all(done) or step == max_new_tokens - 1:
             break
-        decoder.select(rows)
+        decoder.select(rows, within_prompts=True)  # beams stay with their own prompt
         logits = decoder.step(tokens)
     for b in range(batch):
         if not done[b]:
