@@ -109,7 +109,9 @@ class Implementation:
         embedding = model.lang_encoder.get_input_embeddings()
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.1)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        # OpenFlamingo has no option to store its frozen weights in bf16 while training under autocast (its
+        # `--precision bf16` casts the trainable weights too), so "bf16-frozen" runs its amp_bf16 path.
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
         media_id, eoc_id = model.media_token_id, model.eoc_token_id
 
         def step() -> float:

@@ -54,7 +54,11 @@ class Implementation:
         pixel_values = W.pixels(s.batch * s.images_per_seq, s.image_size, s.seed)[:, None]  # (N, 1, 3, H, W)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.1)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        if precision == "bf16-frozen":  # what our trainer does with frozen_dtype: bf16
+            from flamingo_vlm.training.trainer import store_frozen_weights
+
+            store_frozen_weights(model, torch.bfloat16)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
 
         def step() -> float:
             optimizer.zero_grad(set_to_none=True)

@@ -111,7 +111,7 @@ def build_report(suite: Suite, impls: list[str], results: list[dict[str, Any]], 
             if task["kind"] == "train":
                 count = F.training_step(s, vocab)
                 agg["model_flops"] = count
-                peak = peaks.get(interpreter, {}).get(task["precision"])
+                peak = peaks.get(interpreter, {}).get(task["precision"].split("-")[0])  # bf16-frozen: the bf16 peak
                 agg["mfu"] = count["total"] / agg["seconds"]["median"] / peak if peak else None
                 agg["achieved_flops_per_s"] = count["total"] / agg["seconds"]["median"]
             elif task["kind"] == "generate":

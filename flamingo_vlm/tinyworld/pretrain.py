@@ -30,6 +30,7 @@ from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM, P
 from flamingo_vlm.data.formats import CorruptSample, decode_sample
 from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.processing.images import ImageProcessor
+from flamingo_vlm.training.config import doc
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<image>", "<|endofchunk|>"]
 
@@ -52,19 +53,21 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, *, vocab_size: int = 20
 # ------------------------------------------------------------------------------------------------------ CLIP
 @dataclass
 class ClipSettings:
-    image_size: int = 64
-    patch_size: int = 8
-    vision_width: int = 128
-    vision_layers: int = 4
-    text_width: int = 128
-    text_layers: int = 2
-    heads: int = 4
-    projection_dim: int = 128
-    max_text_tokens: int = 48
-    batch_size: int = 128
-    steps: int = 1500
-    lr: float = 1e-3
-    warmup_steps: int = 100
+    """The small CLIPModel and its contrastive training (the tiny world's vision encoder)."""
+
+    image_size: int = doc("Input side in pixels (the world's images are 64).", 64)
+    patch_size: int = doc("ViT patch side: (image_size / patch_size)^2 patch tokens reach the resampler.", 8)
+    vision_width: int = doc("ViT hidden size.", 128)
+    vision_layers: int = doc("ViT layers.", 4)
+    text_width: int = doc("Text-tower hidden size (discarded after pretraining).", 128)
+    text_layers: int = doc("Text-tower layers.", 2)
+    heads: int = doc("Attention heads in both towers.", 4)
+    projection_dim: int = doc("Joint embedding size of the contrastive loss.", 128)
+    max_text_tokens: int = doc("Captions are cut to this many tokens.", 48)
+    batch_size: int = doc("Pairs per step (the contrastive negatives).", 128)
+    steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 1500)
+    lr: float = doc("Peak learning rate.", 1e-3)
+    warmup_steps: int = doc("Linear warm-up steps.", 100)
 
 
 def _pairs(pattern: str, limit: int | None = None) -> Iterator[tuple[np.ndarray, str]]:
@@ -160,14 +163,16 @@ def _write_preprocessor_config(out_dir: Path, processor: ImageProcessor) -> None
 # ------------------------------------------------------------------------------------------------------ LM
 @dataclass
 class LMSettings:
-    width: int = 256
-    layers: int = 4
-    heads: int = 4
-    sequence_length: int = 256
-    batch_size: int = 32
-    steps: int = 2000
-    lr: float = 2e-3
-    warmup_steps: int = 100
+    """The small Llama and its causal-LM pretraining on the world's text."""
+
+    width: int = doc("Hidden size.", 256)
+    layers: int = doc("Decoder layers.", 4)
+    heads: int = doc("Attention heads.", 4)
+    sequence_length: int = doc("Tokens per packed training row.", 256)
+    batch_size: int = doc("Rows per step.", 32)
+    steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 2000)
+    lr: float = doc("Peak learning rate.", 2e-3)
+    warmup_steps: int = doc("Linear warm-up steps.", 100)
 
 
 def _packed_sequences(documents: list[list[int]], length: int, eos: int, rng: random.Random) -> torch.Tensor:

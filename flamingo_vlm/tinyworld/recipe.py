@@ -56,8 +56,8 @@ class RecipeConfig:
     seed: int = doc("Seed of the world and of every stage.", 0)
     data_scale: float = doc("Multiplies every dataset size (tests use tiny scales).", 1.0)
     vocab_size: int = doc("BPE vocabulary size.", 2048)
-    clip: dict[str, Any] = doc("ClipSettings fields.", default_factory=dict)
-    lm: dict[str, Any] = doc("LMSettings fields.", default_factory=dict)
+    clip: ClipSettings = doc("The CLIP stage (ClipSettings: widths, steps, lr...).", default_factory=ClipSettings)
+    lm: LMSettings = doc("The LM stage (LMSettings: width, layers, steps, lr...).", default_factory=LMSettings)
     flamingo: FlamingoStage = doc("The Flamingo stage.", default_factory=FlamingoStage)
     export_to: str | None = doc("Also copy the final self-contained model here (e.g. the package's assets).",
                                 None)
@@ -112,7 +112,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     clip_dir, vision_dir = root / "clip", root / "vision"
     if "clip" in config.stages and not (vision_dir / "config.json").is_file():
         start = time.perf_counter()
-        pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, ClipSettings(**config.clip), seed=config.seed,
+        pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,
                       progress=config.progress)
         _keep_vision_tower(clip_dir, vision_dir)
         record("clip", start)
@@ -121,7 +121,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     if "lm" in config.stages and not (lm_dir / "config.json").is_file():
         start = time.perf_counter()
         corpus = Path(paths["lm_corpus"]).read_text().splitlines()
-        pretrain_lm(corpus, tokenizer, lm_dir, LMSettings(**config.lm), seed=config.seed, progress=config.progress)
+        pretrain_lm(corpus, tokenizer, lm_dir, config.lm, seed=config.seed, progress=config.progress)
         record("lm", start)
 
     run_dir = root / "flamingo"

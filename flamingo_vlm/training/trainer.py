@@ -53,14 +53,23 @@ def build_model(config: TrainConfig) -> Flamingo:
     return Flamingo.from_backbones(spec.lm, spec.vision, config=FlamingoConfig(**spec.config))
 
 
+def store_frozen_weights(model: Flamingo, dtype: torch.dtype) -> None:
+    """Keep the frozen vision encoder and frozen LM weights in ``dtype`` (e.g. bf16 under bf16 autocast).
+
+    Autocast would otherwise cast every frozen fp32 weight to bf16 on every forward pass; stored in bf16 they are
+    read as they are, and take half the memory. Trainable weights (and the optimiser state) stay fp32.
+    """
+    model.vision.to(dtype)
+    if model.config.freeze_lm:
+        for param in model.lm.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(dtype)
+
+
 def prepare_model(model: Flamingo, config: TrainConfig, device: torch.device) -> Flamingo:
     """Frozen-weight dtype, device and activation checkpointing (before any distributed wrapping)."""
     if config.frozen_dtype == "bf16":
-        model.vision.to(torch.bfloat16)
-        if model.config.freeze_lm:
-            for name, param in model.lm.named_parameters():
-                if not param.requires_grad:
-                    param.data = param.data.to(torch.bfloat16)
+        store_frozen_weights(model, torch.bfloat16)
     model.to(device)
     if config.activation_checkpointing:
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
