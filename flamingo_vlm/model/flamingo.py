@@ -65,6 +65,9 @@ class Flamingo(nn.Module):
                  tokenizer: PreTrainedTokenizerBase, image_processor: ImageProcessor) -> None:
         super().__init__()
         self.config = config
+        # Where this process loaded the backbones from, when the config names them relative to a saved folder
+        # (self-contained models): lets a non-self-contained save point back at them instead of at nothing.
+        self.loaded_backbones: dict[str, str | None] = {"lm": config.lm, "vision": config.vision}
         add_flamingo_tokens(tokenizer, config.media_token, config.end_of_chunk_token)
         self.media_token_id = tokenizer.convert_tokens_to_ids(config.media_token)
         self.end_of_chunk_token_id = tokenizer.convert_tokens_to_ids(config.end_of_chunk_token)
@@ -353,6 +356,9 @@ class Flamingo(nn.Module):
             self.tokenizer.save_pretrained(directory / "lm")
             _save_hf_model(self.vision.tower, directory / "vision", dtype)
             config = replace(config, lm="lm", vision="vision")
+        else:
+            config = replace(config, lm=self._backbone_reference(directory, "lm"),
+                             vision=self._backbone_reference(directory, "vision"))
         state = {k: _cast(v.detach().contiguous().cpu(), dtype)
                  for k, v in (weights or self.flamingo_state_dict()).items()}
         _atomic_save_safetensors(state, directory / WEIGHTS_NAME)
@@ -381,9 +387,18 @@ class Flamingo(nn.Module):
         image_processor = ImageProcessor.from_pretrained(directory)
         model = cls.from_backbones(lm_source, vision_source, tokenizer=load_tokenizer(directory),
                                    image_processor=image_processor, config=config)
+        model.loaded_backbones = {"lm": model.config.lm, "vision": model.config.vision}
         model.config = replace(model.config, lm=config.lm, vision=config.vision)
         model.load_flamingo_weights(directory / WEIGHTS_NAME)
         return model
+
+    def _backbone_reference(self, directory: Path, key: str) -> str | None:
+        """What a non-self-contained save records for a backbone: the config's own value (hub id, absolute path,
+        or a path that resolves from ``directory``), else the absolute folder it was actually loaded from."""
+        value, loaded = getattr(self.config, key), self.loaded_backbones.get(key)
+        if value is None or loaded is None or Path(value).is_absolute() or (directory / value).exists():
+            return value
+        return str(Path(loaded).resolve()) if Path(loaded).exists() else value
 
     def load_flamingo_weights(self, path: str | os.PathLike) -> None:
         """Strictly load a ``model.safetensors`` written by ``save_pretrained``."""

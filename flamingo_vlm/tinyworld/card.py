@@ -31,6 +31,19 @@ def card_facts(model: Flamingo) -> dict[str, Any]:
     }
 
 
+def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
+    lines = ["5. the Perceiver Resampler and GATED XATTN-DENSE blocks trained by the training engine"]
+    pairs_steps, steps = stage.get("pairs_phase_steps", 0), stage.get("steps")
+    if pairs_steps:
+        lines += [f"   first on the image-text pairs alone ({pairs_steps} steps, lr {stage.get('pairs_phase_lr')}), "
+                  "then on the", f"   mixture of interleaved documents, image-text pairs and video-text pairs "
+                  f"({steps} steps, lr {stage.get('lr')}, cosine);", "   paper defaults otherwise."]
+    else:
+        lines += ["   on the mixture of interleaved documents, image-text pairs and video-text pairs "
+                  f"({steps} steps); paper defaults otherwise."]
+    return lines
+
+
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
                table: str | None, notes: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
@@ -52,8 +65,7 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         "2. a byte-level BPE tokenizer with `<image>` and `<|endofchunk|>`;",
         "3. a small CLIP (ViT) trained contrastively on the image-text pairs; its vision tower is kept, frozen;",
         "4. a small Llama trained on the world's text (full of in-context structure), frozen;",
-        "5. the Perceiver Resampler and GATED XATTN-DENSE blocks trained by the training engine on the mixture of",
-        "   interleaved documents, image-text pairs and video-text pairs (paper defaults otherwise).",
+        *_flamingo_stage_lines(recipe.get("config", {}).get("flamingo", {})),
         "",
         "Command: `flamingo train tiny-world` (config: `flamingo_vlm/tinyworld/tiny-world.yaml`).",
         "",

@@ -45,6 +45,11 @@ class FlamingoStage:
     datasets: list[dict[str, Any]] = doc("Per-dataset overrides by kind: batch_size, max_tokens, loss_weight...",
                                          default_factory=list)
     checkpoint_every: int = doc("Checkpoint period in steps.", 250)
+    pairs_phase_steps: int = doc(
+        "A first phase on image-text pairs alone, before the mixture (0 = none). With the mixture from the start, "
+        "the documents' text loss (which the frozen LM can lower without looking) dominates the clipped gradient "
+        "and the visual pathway does not move in a CPU budget; captions cannot be predicted without the image.", 0)
+    pairs_phase_lr: float = doc("Constant learning rate of the pairs phase (after a short warm-up).", 2e-3)
 
 
 @dataclass
@@ -130,7 +135,13 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         from flamingo_vlm.training.trainer import train
 
         start = time.perf_counter()
-        train(load_train_config(values=flamingo_train_values(config, paths["train"], lm_dir, vision_dir, run_dir)))
+        values = flamingo_train_values(config, paths["train"], lm_dir, vision_dir, run_dir)
+        if config.flamingo.pairs_phase_steps > 0:
+            phase_dir = run_dir / "pairs-phase"
+            if not (phase_dir / "final" / "config.json").is_file():
+                train(load_train_config(values=pairs_phase_values(config, values, phase_dir)))
+            values["model"] = {"from_pretrained": str(phase_dir / "final")}
+        train(load_train_config(values=values))
         record("flamingo", start)
 
     model_dir = root / "model"
@@ -188,6 +199,16 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "log_every": 10,
         "progress": config.progress,
     }
+
+
+def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:
+    """The first Flamingo phase: the mixture's model and pairs dataset only, at a constant learning rate."""
+    stage = config.flamingo
+    pairs = [d for d in mixture["datasets"] if d["kind"] == "pairs"]
+    return {**mixture, "output_dir": str(phase_dir), "datasets": [{**d, "loss_weight": 1.0} for d in pairs],
+            "steps": stage.pairs_phase_steps,
+            "optim": {**mixture["optim"], "lr": stage.pairs_phase_lr, "schedule": "constant",
+                      "warmup_steps": min(stage.warmup_steps, stage.pairs_phase_steps)}}
 
 
 def export_model(final_dir: Path, model_dir: Path, config: RecipeConfig, report: dict[str, Any]) -> None:

@@ -49,6 +49,20 @@ def test_self_contained_checkpoint_needs_no_backbone_folders(lm_dirs: dict[str, 
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["lm"] == "lm"
 
 
+def test_model_loaded_from_a_self_contained_folder_saves_a_loadable_checkpoint(
+        lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
+    # e.g. training starts from the bundled model and writes RUN/final without copying the backbones
+    model = open_gates(build(lm_dirs["llama"], clip_dir), 0.3)
+    model.save_pretrained(tmp_path / "bundled", self_contained=True)
+    loaded = Flamingo.from_pretrained(tmp_path / "bundled")
+    assert loaded.config.lm == "lm"  # the loaded config still describes the self-contained folder
+    loaded.save_pretrained(tmp_path / "elsewhere")
+    saved = json.loads((tmp_path / "elsewhere" / "config.json").read_text())
+    assert saved["lm"] == str((tmp_path / "bundled" / "lm").resolve())
+    assert saved["vision"] == str((tmp_path / "bundled" / "vision").resolve())
+    assert torch.equal(_logits(Flamingo.from_pretrained(tmp_path / "elsewhere")), _logits(loaded))
+
+
 def test_unfrozen_lm_weights_are_saved(lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
     model = build(lm_dirs["gpt2"], clip_dir, freeze_lm=False)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from flamingo_vlm.training.config import ConfigError
 
 QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("clip.batch_size", "16"),
          ("lm.steps", "3"), ("lm.batch_size", "4"), ("flamingo.steps", "3"), ("flamingo.warmup_steps", "1"),
+         ("flamingo.pairs_phase_steps", "2"),
          ("flamingo.checkpoint_every", "2"), ("card_limit", "2")]
 
 
@@ -27,6 +28,12 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     model = Flamingo.from_pretrained(report["model"])
     assert model.config.extra["recipe"] == "flamingo train tiny-world"
     assert model.config.lm == "lm" and model.config.vision == "vision"  # self-contained
+    # The pairs phase ran first and the mixture started from its weights.
+    pairs_phase = json.loads((tmp_path / "run" / "flamingo" / "pairs-phase" / "config.json").read_text())
+    assert [d["kind"] for d in pairs_phase["datasets"]] == ["pairs"] and pairs_phase["steps"] == 2
+    mixture = json.loads((tmp_path / "run" / "flamingo" / "config.json").read_text())
+    assert mixture["model"]["from_pretrained"].endswith("pairs-phase/final")
+    assert {d["kind"] for d in mixture["datasets"]} == {"interleaved", "pairs", "video"}
     # Tokenizer trained with the Flamingo tokens: they are single special tokens of the LM's own vocabulary.
     assert model.media_token_id < model.lm.get_input_embeddings().num_embeddings
     weights = list(Path(report["model"]).rglob("*.safetensors"))
