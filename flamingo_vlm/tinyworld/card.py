@@ -45,7 +45,8 @@ def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
 
 
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
-               table: str | None, notes: str | None = None) -> Path:
+               table: str | None, notes: str | None = None,
+               vision_probe: dict[str, dict[str, float]] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -81,6 +82,13 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         f"{params['new_token_rows']:,}); frozen LM {params['lm']:,}, frozen vision {params['vision']:,}.",
         "",
     ]
+    if vision_probe:
+        from flamingo_vlm.tinyworld.probe import probe_summary
+
+        lines += ["What the frozen vision encoder encodes (linear probes of its patch features, mean-pooled and "
+                  "side by side, the better of the two; trained and scored on disjoint parts of the held-out "
+                  "single-object images; `flamingo_vlm.tinyworld.probe`): "
+                  + probe_summary(vision_probe) + ".", ""]
     if table:
         demo = (results or {}).get("demo", {})
         lines += [

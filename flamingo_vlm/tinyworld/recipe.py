@@ -156,9 +156,10 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
 
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
+        vision_probe = _probe_if_enough_images(model_dir, paths)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
-        write_card(model_dir, card_report, results, markdown_table(results))
+        write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():
@@ -199,6 +200,20 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "log_every": 10,
         "progress": config.progress,
     }
+
+
+def _probe_if_enough_images(model_dir: Path, paths: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's vision probe, on the world's single-object sets; None (and said) when they are too small."""
+    from flamingo_vlm import Flamingo
+    from flamingo_vlm.tinyworld.probe import probe_vision
+
+    shapes = paths.get("eval", {}).get("shapes", {})
+    folders = [Path(shapes[split]["records"]).parent for split in ("eval", "support") if split in shapes]
+    count = sum(len(Path(f, "records.jsonl").read_text().splitlines()) for f in folders)
+    if count < 20:
+        print(f"card: vision probe skipped ({count} single-object images; it needs at least 20)")
+        return None
+    return probe_vision(Flamingo.from_pretrained(model_dir), folders)
 
 
 def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:

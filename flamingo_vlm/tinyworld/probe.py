@@ -1,0 +1,107 @@
+"""What the frozen vision encoder sees: linear probes of its features on the held-out single-object images.
+
+Flamingo can only tell the LM what its frozen vision encoder encodes. Before blaming the resampler or the
+cross-attention for a task the model cannot do, ask the encoder: a linear classifier on the mean of its patch
+features, and one on all patch features side by side (which keeps where things are; the mean does not), are
+trained on part of the held-out single-object set (``data/eval/shapes``) and scored on the rest, for the object's
+colour, shape and horizontal position; the better of the two is the attribute's accuracy. Accuracies near the majority-class rate mean the attribute is not (linearly) in the features.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from flamingo_vlm.model.flamingo import Flamingo
+
+ATTRIBUTES = ("colour", "shape", "horizontal third")
+
+
+def _attribute(record: dict[str, Any], name: str) -> str:
+    obj = record["scene"]["objects"][0]
+    if name == "horizontal third":
+        return ("left", "centre", "right")[min(2, int(obj["x"] * 3))]
+    return str(obj[name])
+
+
+def _records(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    records = []
+    for folder in folders:
+        path = folder / "records.jsonl"
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: probe_vision reads the tiny world's data/eval/shapes/<split> "
+                             f"folders (run `flamingo data tiny-world OUT_DIR` or the recipe's data stage).")
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            records.append((folder / record["image"], record))
+    return records
+
+
+@torch.no_grad()
+def _features(model: Flamingo, paths: Sequence[Path], batch_size: int = 64) -> torch.Tensor:
+    chunks = []
+    for start in range(0, len(paths), batch_size):
+        pixels = torch.stack([model.processor.image_processor.preprocess_media(Image.open(p))[0]
+                              for p in paths[start: start + batch_size]])  # (n, 3, H, W)
+        chunks.append(model.vision(pixels.to(next(model.vision.parameters()).dtype)).float())  # (n, P, D)
+    return torch.cat(chunks)
+
+
+def _linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, classes: int,
+                  steps: int = 300) -> torch.Tensor:
+    """Multinomial logistic regression (standardised inputs, small L2); returns test predictions."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-5
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    weight = torch.zeros(train_x.shape[1], classes, requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=1e-2)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.cross_entropy(train_x @ weight + bias, train_y) + 1e-3 * weight.square().sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return (test_x @ weight + bias).argmax(1)
+
+
+def probe_vision(model: Flamingo, folders: Sequence[str | Path], *, test_fraction: float = 0.3,
+                 seed: int = 0) -> dict[str, dict[str, float]]:
+    """Linear-probe accuracy of ``model``'s vision features for each attribute in :data:`ATTRIBUTES`.
+
+    ``folders``: tiny-world single-object sets (``data/eval/shapes/eval`` and ``.../support``). Returns, per
+    attribute, ``accuracy`` on the held-out part (the better of ``mean_pooled`` and ``patches``), ``majority`` (the most frequent class's share there, the score
+    of a probe that sees nothing) and ``classes``.
+    """
+    records = _records([Path(f) for f in folders])
+    if len(records) < 20:
+        raise ValueError(f"probe_vision needs at least 20 images, got {len(records)}.")
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
+    records = [records[i] for i in order.tolist()]
+    features = _features(model, [path for path, _ in records])
+    split = int(len(records) * (1 - test_fraction))
+    results = {}
+    torch.manual_seed(seed)
+    for name in ATTRIBUTES:
+        labels = [_attribute(record, name) for _, record in records]
+        classes = sorted(set(labels))
+        y = torch.tensor([classes.index(label) for label in labels])
+        test = y[split:]
+        views = {"mean_pooled": features.mean(1), "patches": features.flatten(1)}  # (n, D), (n, P*D)
+        scores = {view: float((_linear_probe(x[:split], y[:split], x[split:], len(classes)) == test).float().mean())
+                  for view, x in views.items()}
+        majority = max(float((test == c).float().mean()) for c in range(len(classes)))
+        results[name] = {"accuracy": max(scores.values()), **scores, "majority": majority,
+                         "classes": float(len(classes))}
+    return results
+
+
+def probe_summary(results: dict[str, dict[str, float]]) -> str:
+    """One line for a model card: ``colour 96% (majority 13%), ...``."""
+    return ", ".join(f"{name} {100 * r['accuracy']:.0f}% (majority class {100 * r['majority']:.0f}%, "
+                     f"{int(r['classes'])} classes)" for name, r in results.items())

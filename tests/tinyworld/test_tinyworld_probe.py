@@ -1,0 +1,52 @@
+"""Linear probes of the vision encoder's features (what the frozen encoder can tell the LM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from flamingo_vlm.tinyworld.evalsets import build_eval_sets
+from flamingo_vlm.tinyworld.probe import ATTRIBUTES, _linear_probe, probe_summary, probe_vision
+from tests.model.helpers import build
+
+
+def test_linear_probe_separates_separable_classes_and_not_random_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=g) * 3
+    labels = torch.randint(0, 4, (400,), generator=g)
+    points = centres[labels] + torch.randn(400, 16, generator=g)
+    predicted = _linear_probe(points[:300], labels[:300], points[300:], 4)
+    assert (predicted == labels[300:]).float().mean() > 0.95
+    shuffled = labels[torch.randperm(400, generator=g)]
+    predicted = _linear_probe(points[:300], shuffled[:300], points[300:], 4)
+    assert (predicted == shuffled[300:]).float().mean() < 0.45  # chance is 0.25
+
+
+@pytest.fixture(scope="module")
+def shapes_folders(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("world")
+    build_eval_sets(root, seed=3, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
+                    num_video_qa=2, num_novel_words=2, num_shapes=40, num_support=2)
+    return [root / "shapes" / "eval", root / "shapes" / "support"]
+
+
+def test_probe_vision_reports_every_attribute(lm_dirs: dict[str, str], clip_dir: str,
+                                              shapes_folders: list[Path]) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    results = probe_vision(model, shapes_folders)
+    assert tuple(results) == ATTRIBUTES
+    for name, result in results.items():
+        assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 < result["majority"] <= 1.0
+    assert results["horizontal third"]["classes"] <= 3 and results["shape"]["classes"] <= 8
+    assert "colour" in probe_summary(results) and "majority class" in probe_summary(results)
+
+
+def test_probe_vision_names_what_is_missing(lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    with pytest.raises(ValueError, match="records.jsonl is missing"):
+        probe_vision(model, [tmp_path])
+    (tmp_path / "records.jsonl").write_text("")
+    with pytest.raises(ValueError, match="at least 20 images"):
+        probe_vision(model, [tmp_path])
