@@ -56,20 +56,7 @@ class Implementation:
                                         ff_mult=s.ffw_mult)
 
     def xattn_block(self) -> tuple[Callable[[], None], dict[str, Any]]:
-        s, m = self.suite, self.manifest
-        block = self._block()
-        rows = W.training_batch(s.batch, s.seq_len, s.images_per_seq, m["vocab"], m["bos"], s.seed)
-        ids = W.to_ids(rows, MODULE_IMAGE_ID, 3)
-        hidden = torch.randn(s.batch, s.seq_len, s.lm_width, requires_grad=True)
-        latents = W.media_latents(s.batch * s.images_per_seq, s.num_latents, s.lm_width, s.seed).view(
-            s.batch, s.images_per_seq, s.num_latents, s.lm_width).requires_grad_()
-
-        def fn() -> None:
-            block.zero_grad(set_to_none=True)
-            hidden.grad = latents.grad = None
-            block(hidden, latents, media_locations=ids == MODULE_IMAGE_ID).sum().backward()
-
-        return fn, {"hidden_shape": list(hidden.shape), "media_shape": list(latents.shape)}
+        return W.peer_xattn_block_step(self._block(), self.suite, self.manifest, MODULE_IMAGE_ID)
 
     def xattn_sweep(self, images: int, mode: str) -> tuple[Callable[[], None], int] | None:
         if mode != "prefill":

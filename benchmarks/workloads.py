@@ -97,5 +97,25 @@ def media_latents(count: int, latents: int, dim: int, seed: int) -> Any:
     return torch.randn(count, latents, dim, generator=generator)
 
 
+def peer_xattn_block_step(block: Any, suite: Any, manifest: dict[str, Any], image_id: int) -> tuple[Any, dict[str, Any]]:
+    """Forward + backward of a peer's gated cross-attention block, ``block(hidden, latents, media_locations=)``
+    (OpenFlamingo and flamingo-pytorch share that call), on the suite's training-sized batch."""
+    import torch
+
+    s = suite
+    rows = training_batch(s.batch, s.seq_len, s.images_per_seq, manifest["vocab"], manifest["bos"], s.seed)
+    locations = to_ids(rows, image_id, 3) == image_id  # (B, T) bool
+    hidden = torch.randn(s.batch, s.seq_len, s.lm_width, requires_grad=True)
+    latents = media_latents(s.batch * s.images_per_seq, s.num_latents, s.lm_width, s.seed).view(
+        s.batch, s.images_per_seq, s.num_latents, s.lm_width).requires_grad_()  # (B, images, L, D)
+
+    def fn() -> None:
+        block.zero_grad(set_to_none=True)
+        hidden.grad = latents.grad = None
+        block(hidden, latents, media_locations=locations).sum().backward()
+
+    return fn, {"hidden_shape": list(hidden.shape), "media_shape": list(latents.shape)}
+
+
 def count_images(row: list[int]) -> int:
     return sum(1 for token in row if token == IMG)
