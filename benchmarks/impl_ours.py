@@ -45,6 +45,9 @@ class Implementation:
         return model
 
     def train_step(self, precision: str) -> tuple[Callable[[], float], dict[str, Any]]:
+        from flamingo_vlm.training.config import OptimConfig
+        from flamingo_vlm.training.optim import build_optimizer
+
         s, m = self.suite, self.manifest
         model = self._model().train()
         rows = W.training_batch(s.batch, s.seq_len, s.images_per_seq, m["vocab"], m["bos"], s.seed)
@@ -53,7 +56,8 @@ class Implementation:
         mask = torch.ones_like(ids)
         pixel_values = W.pixels(s.batch * s.images_per_seq, s.image_size, s.seed)[:, None]  # (N, 1, 3, H, W)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.1)
+        # Our trainer's optimiser (flamingo_vlm.training.optim: the paper's AdamW groups, PyTorch's fused kernel).
+        optimizer = build_optimizer(model, OptimConfig(lr=1e-4, weight_decay=0.1, warmup_steps=0))
         if precision == "bf16-frozen":  # what our trainer does with frozen_dtype: bf16
             from flamingo_vlm.training.trainer import store_frozen_weights
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from flamingo_vlm.model.layers import FeedForward, merge_heads, split_heads
+from flamingo_vlm.model.layers import FeedForward, attend, merge_heads, split_heads
 
 
 @dataclass
@@ -178,7 +177,7 @@ class MaskedCrossAttention(nn.Module):
             packed = routed_q.new_zeros(num_groups * chunk, width).index_copy(0, slot, routed_q)
             packed = packed.view(num_groups, chunk, width)
         packed = split_heads(packed, self.heads)  # (G, h, C, d)
-        attended = F.scaled_dot_product_attention(
+        attended = attend(
             packed, keys.index_select(0, group_media).to(packed.dtype), values.index_select(0, group_media).to(packed.dtype)
         )  # (G, h, C, d)
         attended = merge_heads(attended).reshape(num_groups * chunk, width)  # (G*C, h*d)
@@ -206,7 +205,7 @@ class MaskedCrossAttention(nn.Module):
         reads_media = local >= 0  # (B, T)
         # Rows with nothing allowed would give NaN; let them attend anywhere and zero them afterwards.
         allowed = allowed | ~reads_media[:, :, None]
-        out = F.scaled_dot_product_attention(split_heads(q, self.heads), k, v, attn_mask=allowed[:, None])
+        out = attend(split_heads(q, self.heads), k, v, attn_mask=allowed[:, None])
         return merge_heads(out) * reads_media[:, :, None].to(q.dtype)
 
 

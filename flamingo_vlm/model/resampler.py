@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flamingo_vlm.model.layers import FeedForward, merge_heads, split_heads
+from flamingo_vlm.model.layers import FeedForward, attend, merge_heads, split_heads
 
 
 class TemporalEmbedding(nn.Module):
@@ -65,7 +65,7 @@ class PerceiverAttention(nn.Module):
         if media_mask is not None:
             keep_latents = media_mask.new_ones(media_mask.shape[0], latents.shape[1])
             mask = torch.cat([media_mask, keep_latents], dim=1)[:, None, None, :]  # (N, 1, 1, S + L)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = attend(q, k, v, attn_mask=mask)
         return self.to_out(merge_heads(out))  # (N, L, D)
 
 
@@ -143,7 +143,7 @@ class TransformerResampler(nn.Module):
         for layer in self.layers:
             q, k, v = layer["qkv"](layer["norm"](x)).chunk(3, dim=-1)
             q, k, v = (split_heads(t, self.heads) for t in (q, k, v))
-            x = x + layer["out"](merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+            x = x + layer["out"](merge_heads(attend(q, k, v, attn_mask=mask)))
             x = x + layer["ffw"](x)
         return self.norm(x[:, :num_latents])
 

@@ -6,7 +6,7 @@ already be in the LM: the corpus is therefore full of in-context structure. Ever
 per document, and usually about things defined inside that document:
 
 * ``scene_qa`` (30%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
-  then one or two questions answerable from that description, in one training Q/A format per document;
+  then one question answerable from that description, in one training Q/A format per document;
 * ``captions`` (12%): several scene captions in one template (the text side of an image album);
 * ``mapping`` (15%): "a small red star -> zib" items where an attribute (shape or colour) is mapped to labels
   chosen for this document only (made-up words or digits): the same label means different things in
@@ -100,13 +100,11 @@ def _scene_qa(rng: np.random.Generator) -> str:
             kinds.append("background")
         if "objects_positioned" in fields:
             kinds.append("position")
-        qas = []
-        for _ in range(int(rng.integers(1, 3))):
-            qa = question(scene, rng, kind=fixed_kind or choice(rng, kinds), split="train")
-            if qa is not None and all(qa.question not in q for q in qas):
-                qas.append(fill_qa(fmt, qa.question, qa.answer))
-        if qas:
-            chunks.append(" ".join([_end(intro.format(desc=cap.text)), *qas]))
+        # One Q/A per chunk: the answer is then always followed by <|endofchunk|>, as in a Flamingo prompt's
+        # examples. (Two Q/As per chunk taught the LM to run on after an answer: "green question: what is".)
+        qa = question(scene, rng, kind=fixed_kind or choice(rng, kinds), split="train")
+        if qa is not None:
+            chunks.append(" ".join([_end(intro.format(desc=cap.text)), fill_qa(fmt, qa.question, qa.answer)]))
     return _join(chunks)
 
 

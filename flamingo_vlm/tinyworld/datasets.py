@@ -20,8 +20,7 @@ Interleaved document types (what teaches in-context learning; see ``shared/paper
   half of the albums are *themed* (every scene holds one colour+shape class drawn Zipf-like from 96), which
   makes them bursty;
 * ``quiz`` (35%): 3-5 images, each followed by a question and answer in ONE training Q/A format per
-  document; half of the quizzes ask the same kind of question about every image (bursty); 30% add a second
-  Q/A sentence per image;
+  document, one per image; half of the quizzes ask the same kind of question about every image (bursty);
 * ``novel_words`` (25%): 2-4 made-up words, fresh per document, name 2-4 categories (a shape, or a
   colour+shape) only inside this document; every category is shown at least twice, each image followed by
   "this is a dax." in one phrase per document, so the word of a repeated category is predictable only from
@@ -294,20 +293,16 @@ def _quiz(rng: np.random.Generator, size: int) -> Document:
     n = int(rng.integers(3, 6))
     fmt = choice(rng, TRAIN_QA_FORMATS)
     fixed_kind = choice(rng, QUESTION_KINDS) if rng.random() < 0.5 else None
-    second = rng.random() < 0.3
     items: list[tuple[Image.Image | None, str]] = []
-    count = 0
-    while count < n:
+    # One Q/A per image, so that an answer is always followed by <|endofchunk|> and the next image. A second,
+    # image-less Q/A after the answer taught the model to run on after answering ("green question: what is"
+    # in 9 of 96 held-out VQA answers at 4 shots, 16 at 8 shots).
+    while len(items) < n:
         scene = sample_scene(rng)
         qa = question(scene, rng, kind=fixed_kind, split="train")
         if qa is None:  # this scene has no unambiguous question of that kind
             continue
         items.append((render_scene(scene, size), fill_qa(fmt, qa.question, qa.answer)))
-        count += 1
-        if second:
-            qa2 = question(scene, rng, split="train")
-            if qa2 is not None and qa2.question != qa.question:
-                items.append((None, fill_qa(fmt, qa2.question, qa2.answer)))
     return Document("quiz", items, {"qa_format": fmt, "question_kind": fixed_kind})
 
 

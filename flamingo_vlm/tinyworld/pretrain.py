@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,17 @@ class ClipSettings:
     warmup_steps: int = doc("Linear warm-up steps.", 100)
 
 
-def _pairs(pattern: str, limit: int | None = None) -> Iterator[tuple[np.ndarray, str]]:
+def _pairs(pattern: str, limit: int | None = None, *,
+           skipped: Counter | None = None) -> Iterator[tuple[np.ndarray, str]]:
+    """Decoded (image, text) pairs; corrupt samples are skipped and counted in ``skipped`` by reason."""
+    skipped = Counter() if skipped is None else skipped
     count = 0
     for url in expand_shards(pattern):
         for raw in read_raw_records(url):
             try:
                 sample = decode_sample("pairs", raw, max_images=None)
-            except CorruptSample:
+            except CorruptSample as error:
+                skipped[f"corrupt:{error.reason}"] += 1
                 continue
             yield np.asarray(sample.image, dtype=np.uint8), sample.text
             count += 1
@@ -94,7 +99,13 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
                   *, seed: int = 0, max_pairs: int | None = None, progress: bool = True) -> Path:
     """Contrastive image-text pretraining of a small CLIP; returns the saved folder."""
     torch.manual_seed(seed)
-    images, texts = zip(*_pairs(pairs_pattern, max_pairs))
+    skipped: Counter = Counter()
+    pairs = list(_pairs(pairs_pattern, max_pairs, skipped=skipped))
+    if not pairs:
+        raise ValueError(f"No usable image-text pairs in {pairs_pattern} (skipped: {dict(skipped)}).")
+    if skipped:  # never silently: a corrupt shard should be noticed
+        print(f"CLIP: training on {len(pairs):,} pairs; skipped {sum(skipped.values())} corrupt: {dict(skipped)}")
+    images, texts = zip(*pairs)
     pixels = torch.from_numpy(np.stack(images))  # (N, H, W, 3) uint8: compact, normalised per batch
     if pixels.shape[1] != settings.image_size:
         raise ValueError(f"Pairs are {pixels.shape[1]}px but ClipSettings.image_size is {settings.image_size}.")

@@ -232,7 +232,9 @@ def export_model(final_dir: Path, model_dir: Path, config: RecipeConfig, report:
 
     model = Flamingo.from_pretrained(final_dir)
     model.config.extra = {"recipe": "flamingo train tiny-world", "seed": config.seed,
-                          "stage_seconds": dict(report.get("seconds", {}))}
+                          # the stages that made the weights (a rerun's report also holds an earlier card stage)
+                          "stage_seconds": {stage: seconds for stage, seconds in report.get("seconds", {}).items()
+                                            if stage in STAGES[: STAGES.index("export")]}}
     if model_dir.exists():
         shutil.rmtree(model_dir)
     # bf16 storage halves the files (the bundled model must stay small); loading casts back to float32.

@@ -7,6 +7,7 @@ made-up words reserved for the novel-word evaluation: none may appear in any tra
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections import Counter
@@ -18,6 +19,7 @@ import pytest
 from flamingo_vlm.data.formats import InterleavedSample, PairSample, VideoSample, decode_sample
 from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.tinyworld import TEMPLATES, Shape, templates, vocabulary
+from flamingo_vlm.tinyworld.pretrain import _pairs
 from flamingo_vlm.tinyworld.corpus import (
     CHUNK_SEPARATOR,
     LM_DOC_TYPES,
@@ -214,6 +216,30 @@ def test_documents_repeat_one_format(doc_type: str) -> None:
             assert len(doc["text_list"]) == 2 * len(images) - 1
 
 
+def test_clip_stage_reads_every_pair_and_counts_corrupt_ones(shards, tmp_path: Path) -> None:
+    raws = _raws(shards["pairs"])
+    assert [text for _, text in _pairs(shards["pairs"])] == [raw["txt"].decode() for raw in raws]
+    # A corrupt pair is skipped, counted and named by reason, never silently dropped.
+    import tarfile
+
+    bad = tmp_path / "bad-000000.tar"
+    with tarfile.open(bad, "w") as tar:
+        for name, data in (("k.png", b"not a png"), ("k.txt", b"a red circle")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    skipped = Counter()
+    assert list(_pairs(str(bad), skipped=skipped)) == []
+    assert skipped == {"corrupt:bad_image": 1}
+
+
+def test_quiz_documents_ask_one_question_per_image() -> None:
+    for i in range(12):
+        doc, images = interleaved_document(sample_rng(6, 7, i), 16, "quiz").record()
+        assert len(doc["text_list"]) == len(images)
+        assert [info["matched_text_index"] for info in doc["image_info"]] == list(range(len(images)))
+
+
 def test_compare_sentences_are_true() -> None:
     for i in range(10):
         doc = interleaved_document(sample_rng(5, 7, i), 16, "compare")
@@ -278,6 +304,8 @@ def test_corpus_documents_have_in_context_structure(corpus: Path) -> None:
                 # One Q/A format for the whole document: a format's marker is in every chunk or in none.
                 used = [m for m in _QA_MARKERS if any(m in c for c in chunks)]
                 assert len(used) <= 1 and all(m in c for m in used for c in chunks), doc
+                # One question per chunk, so an answer is followed by <|endofchunk|>, never by another question.
+                assert all(c.count("?") == 1 for c in chunks), doc
 
 
 # Words the corpus's own sentences use that are neither world vocabulary nor made-up.

@@ -46,6 +46,9 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     again = run_recipe(config)
     assert again["seconds"]["flamingo"] == pytest.approx(report["seconds"]["flamingo"])
     assert (tmp_path / "asset" / CARD_NAME).is_file()  # the export_to copy carries the card
+    # The exported weights record the times of the stages that made them, not a previous run's card stage.
+    exported = Flamingo.from_pretrained(tmp_path / "asset")
+    assert set(exported.config.extra["stage_seconds"]) == {"data", "tokenizer", "clip", "lm", "flamingo"}
     recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recorded["data"]["train"]["pairs"].endswith(".tar")
 

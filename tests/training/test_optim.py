@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flamingo_vlm.training.config import OptimConfig
-from flamingo_vlm.training.optim import build_optimizer, lr_factor
+from flamingo_vlm.training.optim import build_optimizer, fused_adamw_supported, lr_factor
 from tests.model.helpers import build
 
 
@@ -24,6 +24,16 @@ def test_weight_decay_groups(lm_dirs: dict[str, str], clip_dir: str) -> None:
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.1, 0.0}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert decayed | plain | groups["gates"] == trainable and not decayed & plain
+    assert optimizer.defaults["fused"]  # CPU float32 parameters: PyTorch's fused kernel
+
+
+def test_fused_adamw_only_where_pytorch_has_the_kernel() -> None:
+    import torch
+
+    assert fused_adamw_supported([torch.zeros(2), torch.zeros(2, dtype=torch.bfloat16)])
+    assert not fused_adamw_supported([torch.zeros(2, device="meta")])
+    assert not fused_adamw_supported([torch.zeros(2, dtype=torch.long)])
+    assert not fused_adamw_supported([])
 
 
 def test_warmup_then_constant_or_decay() -> None:
