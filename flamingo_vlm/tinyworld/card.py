@@ -46,7 +46,8 @@ def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
 
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
                table: str | None, notes: str | None = None,
-               vision_probe: dict[str, dict[str, float]] | None = None) -> Path:
+               vision_probe: dict[str, dict[str, float]] | None = None,
+               image_reliance: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -89,6 +90,12 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "side by side, the better of the two; trained and scored on disjoint parts of the held-out "
                   "single-object images; `flamingo_vlm.tinyworld.probe`): "
                   + probe_summary(vision_probe) + ".", ""]
+    if image_reliance:
+        from flamingo_vlm.tinyworld.probe import reliance_summary
+
+        lines += ["Whether the model reads its images (loss of the first caption of each held-out captioning "
+                  "image, one `<image>caption<|endofchunk|>` row each; `flamingo_vlm.tinyworld.probe."
+                  "image_reliance`): " + reliance_summary(image_reliance) + ".", ""]
     if table:
         demo = (results or {}).get("demo", {})
         lines += [

@@ -5,6 +5,9 @@ cross-attention for a task the model cannot do, ask the encoder: a linear classi
 features, and one on all patch features side by side (which keeps where things are; the mean does not), are
 trained on part of the held-out single-object set (``data/eval/shapes``) and scored on the rest, for the object's
 colour, shape and horizontal position; the better of the two is the attribute's accuracy. Accuracies near the majority-class rate mean the attribute is not (linearly) in the features.
+
+:func:`image_reliance` asks the whole model the next question: does it use what the encoder sees? It compares
+the loss of held-out captions given their own images, images shuffled across the batch, and blank images.
 """
 
 from __future__ import annotations
@@ -105,3 +108,60 @@ def probe_summary(results: dict[str, dict[str, float]]) -> str:
     """One line for a model card: ``colour 96% (majority 13%), ...``."""
     return ", ".join(f"{name} {100 * r['accuracy']:.0f}% (majority class {100 * r['majority']:.0f}%, "
                      f"{int(r['classes'])} classes)" for name, r in results.items())
+
+
+IMAGE_CONDITIONS = ("right", "shuffled", "blank")
+
+
+@torch.no_grad()
+def image_reliance(model: Flamingo, captions: str | Path, *, limit: int = 256,
+                   batch_size: int = 32) -> dict[str, float]:
+    """Caption loss (nats per caption token) of ``model`` on held-out captions, by the images it is given.
+
+    ``captions``: a captioning annotation file (COCO/Karpathy/JSONL, as the evaluation harness reads them); the
+    first caption of each of the first ``limit`` images is scored as one ``<image>caption<|endofchunk|>`` row.
+    Conditions: ``right`` (each caption's own image), ``shuffled`` (the batch's images rotated by one, so each
+    caption sees another scene) and ``blank`` (a uniform gray image). A model that reads its images has a clearly
+    lower ``right`` loss than the other two; equal losses mean the visual pathway is unused.
+    """
+    from flamingo_vlm.evaluation.datasets import load_captions
+
+    examples = load_captions(captions)[:limit]
+    if len(examples) < 2:
+        raise ValueError(f"image_reliance needs at least 2 captioned images in {captions}, got {len(examples)}.")
+    model.eval()
+    totals = {condition: [0.0, 0] for condition in IMAGE_CONDITIONS}
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start: start + batch_size]
+        if len(batch) < 2:  # a single image cannot be shuffled: fold it into the previous batch's scores instead
+            batch = examples[start - 1: start + 1]
+        images = [Image.open(example.image).convert("RGB") for example in batch]
+        texts = [example.captions[0] for example in batch]
+        for condition in IMAGE_CONDITIONS:
+            given = {"right": images, "shuffled": images[1:] + images[:1],
+                     "blank": [Image.new("RGB", image.size, (128, 128, 128)) for image in images]}[condition]
+            nats, tokens = _caption_nats(model, given, texts)
+            totals[condition][0] += nats
+            totals[condition][1] += tokens
+    return {condition: nats / tokens for condition, (nats, tokens) in totals.items()}
+
+
+def _caption_nats(model: Flamingo, images: list[Image.Image], texts: list[str]) -> tuple[float, int]:
+    """Summed NLL of the caption tokens (after ``<image>``) and how many there are."""
+    inputs = model.processor([f"{model.config.media_token}{text}{model.config.end_of_chunk_token}" for text in texts],
+                             images=[[image] for image in images], padding_side="right")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]  # (B, T)
+    labels = ids.masked_fill(mask == 0, -100)
+    after_media = torch.cumsum(ids == model.media_token_id, dim=1) > 0
+    labels = labels.masked_fill(~after_media | (ids == model.media_token_id), -100)  # score the caption only
+    logits = model(input_ids=ids, attention_mask=mask, pixel_values=inputs["pixel_values"],
+                   frame_mask=inputs["frame_mask"]).logits  # (B, T, V)
+    nats = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
+                           reduction="sum")
+    return float(nats), int((labels[:, 1:] != -100).sum())
+
+
+def reliance_summary(losses: dict[str, float]) -> str:
+    """One line for a model card: ``right images 2.03, shuffled 2.12, blank 2.51 nats/token``."""
+    return (f"right images {losses['right']:.3f}, shuffled across the batch {losses['shuffled']:.3f}, "
+            f"blank {losses['blank']:.3f} nats/token")

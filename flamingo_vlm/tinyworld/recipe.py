@@ -157,9 +157,11 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
         vision_probe = _probe_if_enough_images(model_dir, paths)
+        reliance = _image_reliance(model_dir, paths)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
-        write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe)
+        write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe,
+                   image_reliance=reliance)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():
@@ -200,6 +202,14 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "log_every": 10,
         "progress": config.progress,
     }
+
+
+def _image_reliance(model_dir: Path, paths: dict[str, Any]) -> dict[str, float]:
+    """The card's right / shuffled / blank image caption losses, on the world's held-out captioning set."""
+    from flamingo_vlm import Flamingo
+    from flamingo_vlm.tinyworld.probe import image_reliance
+
+    return image_reliance(Flamingo.from_pretrained(model_dir), paths["eval"]["coco"]["eval"]["captions"])
 
 
 def _probe_if_enough_images(model_dir: Path, paths: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from flamingo_vlm.tinyworld.evalsets import build_eval_sets
-from flamingo_vlm.tinyworld.probe import ATTRIBUTES, _linear_probe, probe_summary, probe_vision
+from flamingo_vlm.tinyworld.probe import (
+    ATTRIBUTES,
+    IMAGE_CONDITIONS,
+    _linear_probe,
+    image_reliance,
+    probe_summary,
+    probe_vision,
+    reliance_summary,
+)
 from tests.model.helpers import build
 
 
@@ -50,3 +58,32 @@ def test_probe_vision_names_what_is_missing(lm_dirs: dict[str, str], clip_dir: s
     (tmp_path / "records.jsonl").write_text("")
     with pytest.raises(ValueError, match="at least 20 images"):
         probe_vision(model, [tmp_path])
+
+
+@pytest.fixture(scope="module")
+def captions_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("captions")
+    build_eval_sets(root, seed=4, image_size=32, progress=False, num_captioning=5, num_vqa_images=2,
+                    num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=2)
+    return root / "coco" / "eval" / "captions.json"
+
+
+def test_image_reliance_is_flat_while_the_gates_are_closed_and_not_once_open(
+        lm_dirs: dict[str, str], clip_dir: str, captions_file: Path) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    closed = image_reliance(model, captions_file, batch_size=3)  # gates start at 0: the images cannot matter
+    assert set(closed) == set(IMAGE_CONDITIONS) and all(value > 0 for value in closed.values())
+    assert closed["right"] == pytest.approx(closed["shuffled"], abs=1e-5)
+    assert closed["right"] == pytest.approx(closed["blank"], abs=1e-5)
+    with torch.no_grad():
+        for block in model.cross_attn_blocks():
+            block.attn_gate.fill_(1.0)
+    opened = image_reliance(model, captions_file, batch_size=3)
+    assert opened["right"] != pytest.approx(opened["shuffled"], abs=1e-4)
+    assert opened["right"] != pytest.approx(opened["blank"], abs=1e-4)
+    assert "shuffled across the batch" in reliance_summary(opened)
+
+
+def test_image_reliance_needs_two_images(lm_dirs: dict[str, str], clip_dir: str, captions_file: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2 captioned images"):
+        image_reliance(build(lm_dirs["llama"], clip_dir), captions_file, limit=1)
