@@ -16,7 +16,6 @@ Fast by construction:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -357,8 +356,7 @@ def score_candidates(
                 cand[i, : len(tokens)] = torch.tensor(tokens, device=input_ids.device)
                 cand_mask[i, : len(tokens)] = 1
             rows = torch.arange(batch, device=input_ids.device).repeat_interleave(width)
-            cache = copy.deepcopy(prompt.cache)
-            cache.batch_select_indices(rows)
+            cache = prompt.cache.selected(rows)  # the prompt's own cache stays intact for the next candidates
             full_mask = torch.cat([prompt.attention_mask[rows], cand_mask], dim=1)
             routing = model.route(cand, cand_mask, media_seen=prompt.rows.count[rows],
                                   row_media_offset=prompt.rows.offset[rows], row_media_count=prompt.rows.count[rows])

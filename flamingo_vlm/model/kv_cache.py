@@ -11,6 +11,8 @@ Layers with another structure (sliding windows, linear attention) keep Hugging F
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -102,6 +104,18 @@ class DecodeCache(DynamicCache):
         self.layers = [GrowingLayer(reserve) if type(layer) is DynamicLayer else layer for layer in self.layers]
         if self.layer_class_to_replicate is DynamicLayer:  # layers appended lazily (config without layer types)
             self.layer_class_to_replicate = lambda: GrowingLayer(reserve)  # type: ignore[assignment]
+
+    def selected(self, indices: torch.Tensor) -> DecodeCache:
+        """A new cache whose rows are ``indices`` of this one's rows; this cache is left as it is.
+
+        The same as ``copy.deepcopy`` then ``batch_select_indices``, without first copying every row: each layer's
+        selection builds new tensors (``index_select`` / indexing), so copying the layer objects shallowly is enough.
+        """
+        new = copy.copy(self)
+        new.layers = [copy.copy(layer) for layer in self.layers]
+        for layer in new.layers:
+            layer.batch_select_indices(indices)
+        return new
 
     def reorder_generated(self, indices: torch.Tensor, start: int) -> None:
         """Beam reordering that moves only positions ``start:`` where it can (others reorder everything)."""

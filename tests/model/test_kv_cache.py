@@ -52,3 +52,25 @@ def test_sliding_window_layers_keep_hugging_face_behaviour():
     cache.update(keys, values, 0)
     cache.reorder_generated(torch.tensor([1, 0]), start=2)  # falls back to a full reorder
     assert torch.equal(cache.layers[0].keys, keys[[1, 0]])
+
+
+def test_selected_copies_the_chosen_rows_and_leaves_the_cache_alone():
+    for config in (LlamaConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, vocab_size=10),
+                   MistralConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, num_key_value_heads=2,
+                                 vocab_size=10, sliding_window=4)):
+        cache = DecodeCache(config=config)
+        for keys, values in _chunks(4, lengths=(3,)):
+            for layer in range(2):
+                cache.update(keys, values, layer)
+        before = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+        rows = torch.tensor([2, 2, 0, 1])
+        chosen = cache.selected(rows)
+        for layer, (keys, values) in zip(chosen.layers, before, strict=True):
+            assert torch.equal(layer.keys, keys[rows]) and torch.equal(layer.values, values[rows])
+        # Writing into the selection (as scoring candidates does) never touches the original.
+        extra_k, extra_v = _chunks(5, batch=4, lengths=(2,))[0]
+        for layer in range(2):
+            chosen.update(extra_k, extra_v, layer)
+        for layer, (keys, values) in zip(cache.layers, before, strict=True):
+            assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+        assert cache.get_seq_length() == 3 and chosen.get_seq_length() == 5
