@@ -19,13 +19,16 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoTokenizer, CLIPModel, PreTrainedTokenizerFast
 
 from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
 from flamingo_vlm.training.config import doc
+
+if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do not need the model package
+    from flamingo_vlm.model.flamingo import Flamingo
 
 RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
@@ -156,8 +159,12 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
 
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
-        vision_probe = _probe_if_enough_images(model_dir, paths)
-        reliance = _image_reliance(model_dir, paths)
+        from flamingo_vlm import Flamingo
+        from flamingo_vlm.tinyworld.probe import image_reliance
+
+        exported = Flamingo.from_pretrained(model_dir)  # one load for both diagnostics
+        vision_probe = _probe_if_enough_images(exported, paths)
+        reliance = image_reliance(exported, paths["eval"]["coco"]["eval"]["captions"])
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe,
@@ -204,17 +211,8 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
     }
 
 
-def _image_reliance(model_dir: Path, paths: dict[str, Any]) -> dict[str, float]:
-    """The card's right / shuffled / blank image caption losses, on the world's held-out captioning set."""
-    from flamingo_vlm import Flamingo
-    from flamingo_vlm.tinyworld.probe import image_reliance
-
-    return image_reliance(Flamingo.from_pretrained(model_dir), paths["eval"]["coco"]["eval"]["captions"])
-
-
-def _probe_if_enough_images(model_dir: Path, paths: dict[str, Any]) -> dict[str, Any] | None:
+def _probe_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[str, Any] | None:
     """The card's vision probe, on the world's single-object sets; None (and said) when they are too small."""
-    from flamingo_vlm import Flamingo
     from flamingo_vlm.tinyworld.probe import probe_vision
 
     shapes = paths.get("eval", {}).get("shapes", {})
@@ -223,7 +221,7 @@ def _probe_if_enough_images(model_dir: Path, paths: dict[str, Any]) -> dict[str,
     if count < 20:
         print(f"card: vision probe skipped ({count} single-object images; it needs at least 20)")
         return None
-    return probe_vision(Flamingo.from_pretrained(model_dir), folders)
+    return probe_vision(model, folders)
 
 
 def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:
