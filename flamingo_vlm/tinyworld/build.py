@@ -142,7 +142,7 @@ def _verify(train: dict[str, str], corpus: Path, eval_words: set[str]) -> None:
         for text in texts:
             if has_eval_format(text) or uses_heldout_wording(text):
                 raise RuntimeError(f"{where}: evaluation format or held-out wording in {text[:200]!r}")
-            leaked = eval_words & set(word.findall(text))
+            leaked = eval_words & set(word.findall(text.lower()))  # "Zib: " labels are capitalised words
             if leaked:
                 raise RuntimeError(f"{where}: novel-word eval word(s) {sorted(leaked)} in {text[:200]!r}")
 

@@ -6,8 +6,10 @@ already be in the LM: the corpus is therefore full of in-context structure. Ever
 per document, and usually about things defined inside that document:
 
 * ``scene_qa`` (30%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
-  then one question answerable from that description, in one training Q/A format per document;
-* ``captions`` (12%): several scene captions in one template (the text side of an image album);
+  then one question answerable from that description, in one Q/A format per document (a training format, or
+  two labels drawn for the document: "ask: ... so: ...", "Blick: ... Tove: ...");
+* ``captions`` (12%): several scene captions in one template, each behind the document's label ("caption: ",
+  a made-up word, or none), as the text side of an image album is;
 * ``mapping`` (15%): "a small red star -> zib" items where an attribute (shape or colour) is mapped to labels
   chosen for this document only (made-up words or digits): the same label means different things in
   different documents, so it can only be predicted from earlier items (Chan et al.);
@@ -41,6 +43,8 @@ from .datasets import (
     EVAL_CAPTION_FORMAT,
     EVAL_QA_FORMAT,
     TRAIN_QA_FORMATS,
+    caption_prefix,
+    document_qa_format,
     fill_qa,
     reserved_eval_words,
     sample_rng,
@@ -84,7 +88,7 @@ def _end(text: str) -> str:
 
 def _scene_qa(rng: np.random.Generator) -> str:
     """Described scenes, each followed by Q/A answerable from the description alone."""
-    intro, fmt = choice(rng, _SCENE_INTROS), choice(rng, TRAIN_QA_FORMATS)
+    intro, fmt = choice(rng, _SCENE_INTROS), document_qa_format(rng)
     fixed_kind = choice(rng, ["colour", "shape", "count", "exists"]) if rng.random() < 0.4 else None
     chunks = []
     for _ in range(int(rng.integers(3, 7))):
@@ -111,6 +115,7 @@ def _scene_qa(rng: np.random.Generator) -> str:
 def _captions(rng: np.random.Generator) -> str:
     kind = choice(rng, CAPTION_KINDS)
     tpl = choice(rng, templates(kind, "train"))
+    prefix = caption_prefix(rng)
     n = int(rng.integers(3, 7))
     chunks: list[str] = []
     while len(chunks) < n:
@@ -118,7 +123,7 @@ def _captions(rng: np.random.Generator) -> str:
         slots = _scene_slots(scene, rng)
         if tpl.fields <= set(slots):
             text = tpl.fill(**slots)
-            chunks.append(text[:1].upper() + text[1:] if kind == "caption_long" else text)
+            chunks.append(prefix + (text[:1].upper() + text[1:] if kind == "caption_long" else text))
     return _join(chunks)
 
 

@@ -66,6 +66,8 @@ __all__ = [
     "TRAIN_QA_FORMATS",
     "Document",
     "build_training_sets",
+    "caption_prefix",
+    "document_qa_format",
     "fill_qa",
     "has_eval_format",
     "heldout_fragments",
@@ -189,6 +191,41 @@ def fill_qa(fmt: str, question_text: str, answer: str) -> str:
     return fmt.format(question=question_text, answer=answer)
 
 
+# Per-document labels before each item. The evaluation prompts put labels the model never saw in training
+# before every answer ("Output: ...", "Question: ... Answer: ..."). A frozen LM continues such a prompt in its
+# examples' format only if its training text taught it that the items of a document share whatever label the
+# document chose, so training documents draw their own labels, common words or made-up ones (few-shot gains
+# come largely from matching the examples' format: ../shared/paper/in-context-learning.md). None of them is
+# an evaluation label (has_eval_format) or a held-out wording ("Query:", "Response:").
+_CAPTION_LABELS = ("caption", "description", "text", "label", "says", "picture", "scene", "note", "desc", "line",
+                   "shows", "seen")
+_QUESTION_LABELS = ("Q", "ask", "input", "prompt", "asks", "quiz", "given", "test")
+_ANSWER_LABELS = ("A", "reply", "says", "out", "result", "said", "so", "then", "got", "is")
+
+
+def _label(rng: np.random.Generator, pool: Sequence[str], made_up: str) -> str:
+    label = made_up if rng.random() < 0.3 else choice(rng, pool)
+    return label.capitalize() if rng.random() < 0.5 else label.lower()
+
+
+def caption_prefix(rng: np.random.Generator) -> str:
+    """One document's label before each caption: "" (none, 40%), else e.g. "caption: " or "Zib: "."""
+    if rng.random() < 0.4:
+        return ""
+    return _label(rng, _CAPTION_LABELS, training_words(rng, 1)[0]) + ": "
+
+
+def document_qa_format(rng: np.random.Generator) -> str:
+    """One document's Q/A format: one of :data:`TRAIN_QA_FORMATS` (half the time), else two labels drawn for
+    this document, "{label}: {question} {label}: {answer}" (e.g. "ask: ... so: ...", "Blick: ... Tove: ...")."""
+    if rng.random() < 0.5:
+        return choice(rng, TRAIN_QA_FORMATS)
+    made_up = training_words(rng, 2)
+    question_label = _label(rng, _QUESTION_LABELS, made_up[0])
+    answer_label = _label(rng, _ANSWER_LABELS, made_up[1])
+    return f"{question_label}: {{question}} {answer_label}: {{answer}}"
+
+
 # Colour+shape classes in a fixed random order with Zipf-like weights (1/rank): a few classes are common,
 # most are rare, which is the mix under which in-context and in-weights learning coexist (Chan et al.).
 _CLASSES: tuple[tuple[Colour, Shape], ...] = tuple(
@@ -275,6 +312,7 @@ def _album(rng: np.random.Generator, size: int) -> Document:
     n = int(rng.integers(3, 6))
     kind = choice(rng, CAPTION_KINDS, p=[0.6, 0.4])  # long captions cost more of the 256-token window
     tpl = choice(rng, templates(kind, "train"))
+    prefix = caption_prefix(rng)
     theme = _zipf_classes(rng, 1)[0] if rng.random() < 0.5 else None
     include = [ObjectSpec(colour=theme[0], shape=theme[1])] if theme else []
     items: list[tuple[Image.Image | None, str]] = []
@@ -284,14 +322,14 @@ def _album(rng: np.random.Generator, size: int) -> Document:
         scene = sample_scene(rng, include=include)
         text = _caption_with(scene, tpl, rng)
         if text is not None:  # e.g. "from left to right" needs well separated objects: draw another scene
-            items.append((render_scene(scene, size), text))
-    meta = {"template_id": tpl.id, "theme": " ".join(map(str, theme)) if theme else None}
+            items.append((render_scene(scene, size), prefix + text))
+    meta = {"template_id": tpl.id, "caption_prefix": prefix, "theme": " ".join(map(str, theme)) if theme else None}
     return Document("album", items, meta)
 
 
 def _quiz(rng: np.random.Generator, size: int) -> Document:
     n = int(rng.integers(3, 6))
-    fmt = choice(rng, TRAIN_QA_FORMATS)
+    fmt = document_qa_format(rng)
     fixed_kind = choice(rng, QUESTION_KINDS) if rng.random() < 0.5 else None
     items: list[tuple[Image.Image | None, str]] = []
     # One Q/A per image, so that an answer is always followed by <|endofchunk|> and the next image. A second,

@@ -20,6 +20,7 @@ from flamingo_vlm.data.formats import InterleavedSample, PairSample, VideoSample
 from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.tinyworld import TEMPLATES, Shape, templates, vocabulary
 from flamingo_vlm.tinyworld.pretrain import _pairs
+from flamingo_vlm.tinyworld.words import is_novel
 from flamingo_vlm.tinyworld.corpus import (
     CHUNK_SEPARATOR,
     LM_DOC_TYPES,
@@ -35,6 +36,9 @@ from flamingo_vlm.tinyworld.datasets import (
     NOVEL_WORD_PHRASES,
     TRAIN_QA_FORMATS,
     build_training_sets,
+    caption_prefix,
+    document_qa_format,
+    fill_qa,
     has_eval_format,
     heldout_fragments,
     interleaved_document,
@@ -210,10 +214,26 @@ def test_documents_repeat_one_format(doc_type: str) -> None:
             assert all(fmt.match(s) for s in doc["text_list"]), doc
         else:
             tpl = _template_regex(next(t.text for t in TEMPLATES if t.id == doc["template_id"]))
-            assert all(tpl.match(s) for s in matched), doc
+            prefix = doc.get("caption_prefix", "")  # albums: one label per document before every caption
+            assert all(s.startswith(prefix) and tpl.match(s[len(prefix):]) for s in matched), doc
             assert not next(t for t in TEMPLATES if t.id == doc["template_id"]).held_out
         if doc_type == "compare":
             assert len(doc["text_list"]) == 2 * len(images) - 1
+
+
+def test_document_labels_vary_and_never_use_an_evaluation_label() -> None:
+    rng = np.random.default_rng(0)
+    prefixes = [caption_prefix(rng) for _ in range(400)]
+    formats = [document_qa_format(rng) for _ in range(400)]
+    # Documents choose their own labels, so the LM learns to copy whatever label a prompt's examples use ...
+    assert "" in prefixes and len(set(prefixes)) > 50
+    assert set(TRAIN_QA_FORMATS) <= set(formats) and len(set(formats)) > 100
+    assert any(is_novel(p[:-2].lower()) for p in prefixes if p)  # made-up labels too ("Zib: ")
+    # ... but never an evaluation label or a held-out wording, nor a word reserved for the novel-word task.
+    for label_text in prefixes + formats:
+        text = label_text + fill_qa("{question} {answer}", "what colour is the star?", "red")
+        assert not has_eval_format(text) and not uses_heldout_wording(text), label_text
+        assert not reserved_eval_words() & {w.lower() for w in re.findall(r"[A-Za-z]+", label_text)}
 
 
 def test_clip_stage_reads_every_pair_and_counts_corrupt_ones(shards, tmp_path: Path) -> None:

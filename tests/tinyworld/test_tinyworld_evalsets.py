@@ -252,8 +252,19 @@ def test_build_tiny_world_writes_everything_and_no_eval_word_leaks(tmp_path: Pat
     texts = corpus + [s for d in iter_document_records([str(out / manifest["train"]["interleaved"])])
                       for s in d["text_list"]]
     for text in texts:
-        assert not eval_words & set(re.findall(r"[a-z]+", text))
+        assert not eval_words & set(re.findall(r"[a-z]+", text.lower()))
         assert not has_eval_format(text)
+
+
+def test_leak_check_reads_capitalised_words_whole(tmp_path: Path) -> None:
+    from flamingo_vlm.tinyworld.build import _verify
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Stant: a red circle<|endofchunk|>Stant: a blue star\n")
+    _verify({}, corpus, {"tant"})  # a document label "Stant:" is not the reserved word "tant"
+    corpus.write_text("Tant: a red circle\n")
+    with pytest.raises(RuntimeError, match="tant"):
+        _verify({}, corpus, {"tant"})  # a reserved word is caught capitalised too
 
 
 def test_build_tiny_world_rejects_bad_scale(tmp_path: Path) -> None:
