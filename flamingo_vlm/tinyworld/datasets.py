@@ -1,7 +1,8 @@
 """Tiny-world TRAINING sets as WebDataset shards: image-text pairs, video-text pairs, interleaved documents.
 
 Everything here uses *training* wordings only (``templates(..., split="train")``) and training Q/A output
-formats (:data:`TRAIN_QA_FORMATS`); the evaluation formats (:data:`EVAL_QA_FORMAT`, :data:`EVAL_CAPTION_FORMAT`)
+formats (:data:`TRAIN_QA_FORMATS`, or labels drawn per document: :func:`document_qa_format`,
+:func:`caption_prefix`); the evaluation formats (:data:`EVAL_QA_FORMAT`, :data:`EVAL_CAPTION_FORMAT`)
 and held-out wordings are reserved for :mod:`.evalsets`, so few-shot evaluation measures adaptation to a
 format shown only in the prompt.
 
