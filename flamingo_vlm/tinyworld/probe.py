@@ -137,10 +137,10 @@ def image_reliance(model: Flamingo, captions: str | Path, *, limit: int = 256,
             batch = examples[start - 1: start + 1]
         images = [Image.open(example.image).convert("RGB") for example in batch]
         texts = [example.captions[0] for example in batch]
+        given = {"right": images, "shuffled": images[1:] + images[:1],
+                 "blank": [Image.new("RGB", image.size, (128, 128, 128)) for image in images]}
         for condition in IMAGE_CONDITIONS:
-            given = {"right": images, "shuffled": images[1:] + images[:1],
-                     "blank": [Image.new("RGB", image.size, (128, 128, 128)) for image in images]}[condition]
-            nats, tokens = _caption_nats(model, given, texts)
+            nats, tokens = _caption_nats(model, given[condition], texts)
             totals[condition][0] += nats
             totals[condition][1] += tokens
     return {condition: nats / tokens for condition, (nats, tokens) in totals.items()}
