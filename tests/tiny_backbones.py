@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -10,6 +11,8 @@ from transformers import (
     AutoModelForCausalLM,
     CLIPVisionConfig,
     CLIPVisionModel,
+    ConvNextConfig,
+    ConvNextModel,
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
@@ -17,6 +20,8 @@ from transformers import (
     OPTConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    ResNetConfig,
+    ResNetModel,
     SiglipVisionConfig,
     SiglipVisionModel,
 )
@@ -87,7 +92,17 @@ def save_vision(kind: str, directory: Path, seed: int = 0, image_size: int = 32)
         model = SiglipVisionModel(SiglipVisionConfig(image_size=image_size, patch_size=8, hidden_size=24,
                                                      num_hidden_layers=2, num_attention_heads=2,
                                                      intermediate_size=48))
+    elif kind == "resnet":  # a CNN: a 32px image -> 4x4 map of 20-d cells (stem /4, second stage /2)
+        model = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[12, 20], depths=[1, 1], layer_type="basic",
+                                         downsample_in_first_stage=False))
+    elif kind == "convnext":  # patch-2 stem, then /2: a 32px image -> 8x8 map of 16-d cells
+        model = ConvNextModel(ConvNextConfig(num_channels=3, patch_size=2, hidden_sizes=[8, 16], depths=[1, 1],
+                                             num_stages=2))
     else:
         raise ValueError(kind)
     model.save_pretrained(directory)
+    if kind in ("resnet", "convnext"):  # CNN configs carry no image size or statistics: the processor file does
+        (Path(directory) / "preprocessor_config.json").write_text(json.dumps({
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "size": {"shortest_edge": image_size},
+            "crop_size": {"height": image_size, "width": image_size}, "do_center_crop": True}))
     return directory

@@ -1,4 +1,5 @@
-"""The frozen vision encoder: Hugging Face CLIP / SigLIP vision towers, or any module mapping pixels to tokens."""
+"""The frozen vision encoder: Hugging Face CLIP / SigLIP vision transformers, ResNet / ConvNeXt convolutional towers
+(the paper's NFNet is a CNN), or any module mapping pixels to tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import os
 
 import torch
 from torch import nn
-from transformers import AutoConfig, CLIPVisionModel, PreTrainedModel, SiglipVisionModel
+from transformers import (AutoConfig, CLIPVisionModel, ConvNextModel, PreTrainedModel, ResNetModel,
+                          SiglipVisionModel)
 
 # model_type of the folder's config -> class that loads just the vision tower (a full CLIPModel folder works too:
 # the vision weights are read from its "vision_model." prefix).
@@ -15,6 +17,10 @@ _VISION_TOWERS: dict[str, type[PreTrainedModel]] = {
     "clip_vision_model": CLIPVisionModel,
     "siglip": SiglipVisionModel,
     "siglip_vision_model": SiglipVisionModel,
+    # Convolutional towers return a (N, C, h, w) feature map: each of its h*w cells becomes one token, as the
+    # paper flattens its NFNet's final feature map before the Perceiver Resampler.
+    "resnet": ResNetModel,
+    "convnext": ConvNextModel,
 }
 
 
@@ -22,7 +28,8 @@ class VisionEncoder(nn.Module):
     """Pixels ``(N, 3, H, W)`` -> patch features ``(N, P, D)``, from a chosen hidden layer of the tower.
 
     ``tower`` is either a Hugging Face vision model (called with ``output_hidden_states``) or any ``nn.Module`` that
-    already returns ``(N, P, D)``.
+    already returns ``(N, P, D)``. A convolutional tower's ``(N, D, h, w)`` feature map is read as ``P = h * w``
+    tokens in row-major order.
     """
 
     def __init__(self, tower: nn.Module, *, feature_layer: int = -1, drop_cls: bool = True,
@@ -59,12 +66,15 @@ class VisionEncoder(nn.Module):
             features = self.tower(pixel_values=pixel_values).last_hidden_state
         else:
             features = self.tower(pixel_values=pixel_values, output_hidden_states=True).hidden_states[self.feature_layer]
+        if features.dim() == 4:  # a CNN's feature map (N, D, h, w) -> (N, h*w, D)
+            return features.flatten(2).transpose(1, 2)
         # features: (N, 1 + P, D) for CLIP, (N, P, D) for SigLIP
         return features[:, 1:] if self.drop_cls else features
 
 
 def load_vision_tower(source: str | os.PathLike) -> PreTrainedModel:
-    """Load the vision tower of a CLIP or SigLIP checkpoint (vision-only or full dual-encoder folder)."""
+    """Load the vision tower of a CLIP or SigLIP checkpoint (vision-only or full dual-encoder folder), or a
+    ResNet / ConvNeXt backbone (whose classification head, if the folder has one, is not loaded)."""
     try:
         config = AutoConfig.from_pretrained(source)
     except OSError as error:
@@ -76,4 +86,6 @@ def load_vision_tower(source: str | os.PathLike) -> PreTrainedModel:
             f"{sorted(_VISION_TOWERS)}. For anything else pass an nn.Module mapping (N, 3, H, W) pixels to "
             f"(N, tokens, dim) features as vision=, with image_size=."
         )
+    if tower_class in (ResNetModel, ConvNextModel):  # convolutions: no attention implementation to choose
+        return tower_class.from_pretrained(source, dtype=torch.float32)
     return tower_class.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32)

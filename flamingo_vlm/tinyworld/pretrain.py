@@ -2,8 +2,9 @@
 
 - ``train_tokenizer``: a byte-level BPE on the world's text, with ``<image>`` and ``<|endofchunk|>`` as special
   tokens (so they are never split) plus BOS/EOS/PAD.
-- ``pretrain_clip``: a small Hugging Face ``CLIPModel`` trained contrastively on the image-text pairs (the paper's
-  NFNet was contrastively pretrained); Flamingo later keeps only its vision tower, frozen.
+- ``pretrain_clip``: a small CLIP-style dual encoder trained contrastively on the image-text pairs (the paper's
+  NFNet was contrastively pretrained): a Hugging Face vision tower (a ``ResNetModel``, a CNN like the paper's NFNet,
+  or a ``CLIPVisionModel`` ViT) and a ``CLIPTextModel``; Flamingo later keeps only the vision tower, frozen.
 - ``pretrain_lm``: a small ``LlamaForCausalLM`` trained on the world's text corpus, which is full of in-context
   structure (repeated formats, words defined and reused within a document) so that the frozen LM can copy from its
   context; the cross-attention layers alone could not add that ability later.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,13 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm import tqdm
-from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel, LlamaConfig,
+                          LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast, ResNetConfig, ResNetModel)
 
 from flamingo_vlm.data.formats import CorruptSample, decode_sample
 from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.processing.images import ImageProcessor
+from flamingo_vlm.tinyworld.scene import Shape
 from flamingo_vlm.training.config import doc
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<image>", "<|endofchunk|>"]
@@ -54,18 +60,29 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, *, vocab_size: int = 20
 # ------------------------------------------------------------------------------------------------------ CLIP
 @dataclass
 class ClipSettings:
-    """The small CLIPModel and its contrastive training (the tiny world's vision encoder)."""
+    """The small CLIP-style dual encoder and its contrastive training (the tiny world's vision encoder)."""
 
     image_size: int = doc("Input side in pixels (the world's images are 64).", 64)
+    vision_architecture: str = doc(
+        "'resnet' (a CNN, like the paper's NFNet: its final feature map's cells are the tokens) or 'vit' (a CLIP "
+        "ViT: its patch tokens).", "resnet")
+    resnet_widths: list[int] = doc(
+        "ResNet stem width, then one channel count per stage; every stage after the first halves the map (stem /4): "
+        "[32, 64, 128] makes an 8x8 map of 128-d tokens from 64px images.", default_factory=lambda: [32, 64, 128])
+    resnet_depths: list[int] = doc("Basic residual blocks per ResNet stage.", default_factory=lambda: [1, 1])
     patch_size: int = doc("ViT patch side: (image_size / patch_size)^2 patch tokens reach the resampler.", 8)
     vision_width: int = doc("ViT hidden size.", 128)
     vision_layers: int = doc("ViT layers.", 4)
     text_width: int = doc("Text-tower hidden size (discarded after pretraining).", 128)
     text_layers: int = doc("Text-tower layers.", 2)
-    heads: int = doc("Attention heads in both towers.", 4)
+    heads: int = doc("Attention heads in the text tower (and the ViT).", 4)
     projection_dim: int = doc("Joint embedding size of the contrastive loss.", 128)
     max_text_tokens: int = doc("Captions are cut to this many tokens.", 48)
     batch_size: int = doc("Pairs per step (the contrastive negatives).", 128)
+    shape_negatives: int = doc(
+        "Extra negative captions per image: its own caption with one shape word swapped for another. Random batches "
+        "are told apart by colour, background and position alone, so without these the encoder never needs shape.",
+        0)
     steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 1500)
     lr: float = doc("Peak learning rate.", 1e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
@@ -95,10 +112,127 @@ def _cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+_SHAPE_WORD = re.compile(r"\b(" + "|".join(s.value for s in Shape) + r")(es|s)?\b")
+
+
+def swap_shape_word(text: str, rng: random.Random) -> str | None:
+    """``text`` with one of its shape words (chosen by ``rng``) replaced by another shape, plural kept; None if
+    it names no shape. "a red star left of a circle" -> "a red star left of a heart"."""
+    matches = list(_SHAPE_WORD.finditer(text))
+    if not matches:
+        return None
+    match = rng.choice(matches)
+    new = Shape(rng.choice([s.value for s in Shape if s.value != match.group(1)]))
+    word = new.plural if match.group(2) else new.value
+    return text[: match.start()] + word + text[match.end():]
+
+
+def shape_negative_captions(tokenizer: PreTrainedTokenizerFast, texts: list[str], text_ids: torch.Tensor,
+                            rounds: int, rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``rounds`` shape-swapped copies of the captions: per round, ``(N, T)`` ids and mask like ``text_ids``, and
+    ``(N,)`` whether caption i has a negative in that round (it names a shape, and the swap falls before the
+    truncation point: past it the "negative" would be the caption itself)."""
+    negatives = []
+    for _ in range(rounds):
+        swapped = [swap_shape_word(text, rng) for text in texts]
+        ids, mask = _caption_tensors(tokenizer, [s or "" for s in swapped], text_ids.shape[1])
+        valid = torch.tensor([s is not None for s in swapped]) & (ids != text_ids).any(1)
+        negatives.append((ids, mask, valid))
+    return negatives
+
+
+class DualEncoder(nn.Module):
+    """CLIP's contrastive pair of towers around any Hugging Face vision tower.
+
+    The image embedding is the tower's pooled output (a CNN's global average, a ViT's class token), projected; the
+    text embedding is ``CLIPTextModel``'s end-of-text state, projected. ``loss`` is CLIP's symmetric InfoNCE, with
+    optional extra negative captions that only compete for their image (they have no image of their own).
+    """
+
+    def __init__(self, vision: PreTrainedModel, text: CLIPTextModel, vision_dim: int, projection_dim: int) -> None:
+        super().__init__()
+        self.vision = vision
+        self.text = text
+        self.visual_projection = nn.Linear(vision_dim, projection_dim, bias=False)
+        self.text_projection = nn.Linear(text.config.hidden_size, projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+
+    def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pooled = self.vision(pixel_values=pixel_values).pooler_output  # (N, D) for a ViT, (N, D, 1, 1) for a CNN
+        return F.normalize(self.visual_projection(pooled.flatten(1)).float(), dim=-1)  # (N, E)
+
+    def text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                    buckets: int = 4) -> torch.Tensor:
+        """Right-padded captions ``(M, T)`` -> ``(M, E)``. Captions are encoded in ``buckets`` groups of similar
+        length, each cut to its own longest caption: the world's captions run from 5 to 50 tokens, so padding
+        every one to the longest would more than double the text tower's work."""
+        lengths = attention_mask.sum(1)
+        order = torch.argsort(lengths)
+        pooled = torch.empty(0)
+        for rows in order.chunk(buckets):
+            length = int(lengths[rows].max())
+            out = self.text(input_ids=input_ids[rows, :length], attention_mask=attention_mask[rows, :length])
+            chunk = out.pooler_output  # (m, Dt)
+            if pooled.numel() == 0:
+                pooled = chunk.new_empty(input_ids.shape[0], chunk.shape[1])
+            pooled = pooled.index_copy(0, rows, chunk)
+        return F.normalize(self.text_projection(pooled).float(), dim=-1)  # (M, E)
+
+    def loss(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` hold the N captions of the N images first, then any extra negative captions."""
+        images = self.image_embeds(pixel_values)
+        texts = self.text_embeds(input_ids, attention_mask)
+        num_images = images.shape[0]
+        # CLIP clamps the learned temperature at 100 so the logits cannot run away.
+        logits = self.logit_scale.exp().clamp(max=100) * images @ texts.T  # (N, N + negatives)
+        target = torch.arange(num_images, device=logits.device)
+        image_to_text = F.cross_entropy(logits, target)
+        text_to_image = F.cross_entropy(logits[:, :num_images].T, target)
+        return (image_to_text + text_to_image) / 2
+
+
+def _vision_tower(settings: ClipSettings) -> tuple[PreTrainedModel, int]:
+    """A fresh vision tower for ``settings`` and the width of its pooled output."""
+    if settings.vision_architecture == "resnet":
+        if len(settings.resnet_widths) != len(settings.resnet_depths) + 1:
+            raise ValueError(f"resnet_widths needs one entry for the stem plus one per stage "
+                             f"({len(settings.resnet_depths)} stages in resnet_depths), got {settings.resnet_widths}.")
+        config = ResNetConfig(embedding_size=settings.resnet_widths[0], hidden_sizes=list(settings.resnet_widths[1:]),
+                              depths=list(settings.resnet_depths), layer_type="basic",
+                              downsample_in_first_stage=False)
+        return ResNetModel(config), settings.resnet_widths[-1]
+    if settings.vision_architecture == "vit":
+        config = CLIPVisionConfig(image_size=settings.image_size, patch_size=settings.patch_size,
+                                  hidden_size=settings.vision_width, intermediate_size=4 * settings.vision_width,
+                                  num_hidden_layers=settings.vision_layers, num_attention_heads=settings.heads)
+        return CLIPVisionModel(config), settings.vision_width
+    raise ValueError(f"ClipSettings.vision_architecture must be 'resnet' or 'vit', not "
+                     f"{settings.vision_architecture!r}.")
+
+
+def _caption_tensors(tokenizer: PreTrainedTokenizerFast, texts: list[str],
+                     length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BOS + caption + EOS, right-padded to ``length``: ids and attention mask, each ``(len(texts), length)``."""
+    tokens = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=length - 2)["input_ids"]
+    ids = torch.full((len(tokens), length), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row_tokens in enumerate(tokens):
+        row = [tokenizer.bos_token_id, *row_tokens, tokenizer.eos_token_id]
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
 def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_dir: Path, settings: ClipSettings,
                   *, seed: int = 0, max_pairs: int | None = None, progress: bool = True) -> Path:
-    """Contrastive image-text pretraining of a small CLIP; returns the saved folder."""
+    """Contrastive image-text pretraining of a small dual encoder.
+
+    Writes ``out_dir/vision`` (the vision tower, a Hugging Face folder with its ``preprocessor_config.json``: what
+    Flamingo loads) and ``out_dir/text`` plus ``out_dir/projections.safetensors`` (the rest, for inspection).
+    Returns ``out_dir``.
+    """
     torch.manual_seed(seed)
+    rng = random.Random(seed)
     skipped: Counter = Counter()
     pairs = list(_pairs(pairs_pattern, max_pairs, skipped=skipped))
     if not pairs:
@@ -112,27 +246,16 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
     processor = ImageProcessor(image_size=settings.image_size)
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
-    tokens = tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                       max_length=settings.max_text_tokens - 2)["input_ids"]
-    text_ids = torch.full((len(tokens), settings.max_text_tokens), tokenizer.pad_token_id)
-    text_mask = torch.zeros_like(text_ids)
-    for i, ids in enumerate(tokens):
-        row = [tokenizer.bos_token_id, *ids, tokenizer.eos_token_id]
-        text_ids[i, : len(row)] = torch.tensor(row)
-        text_mask[i, : len(row)] = 1
+    text_ids, text_mask = _caption_tensors(tokenizer, list(texts), settings.max_text_tokens)
+    negatives = shape_negative_captions(tokenizer, list(texts), text_ids, settings.shape_negatives, rng)
 
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=settings.text_width,
-                         intermediate_size=4 * settings.text_width, num_hidden_layers=settings.text_layers,
-                         num_attention_heads=settings.heads, max_position_embeddings=settings.max_text_tokens,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(image_size=settings.image_size, patch_size=settings.patch_size,
-                           hidden_size=settings.vision_width, intermediate_size=4 * settings.vision_width,
-                           num_hidden_layers=settings.vision_layers, num_attention_heads=settings.heads),
-        projection_dim=settings.projection_dim,
-    )
-    model = CLIPModel(config)
+    vision, vision_dim = _vision_tower(settings)
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=settings.text_width, intermediate_size=4 * settings.text_width,
+        num_hidden_layers=settings.text_layers, num_attention_heads=settings.heads,
+        max_position_embeddings=settings.max_text_tokens, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    model = DualEncoder(vision, text, vision_dim, settings.projection_dim)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.1, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(seed)
@@ -141,21 +264,25 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * _cosine(step, settings.steps, settings.warmup_steps)
-        index = torch.randint(0, len(tokens), (settings.batch_size,), generator=generator)
+        index = torch.randint(0, len(texts), (settings.batch_size,), generator=generator)
         batch_pixels = (pixels[index].permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        chosen = [index[valid[index]] for _, _, valid in negatives]
+        batch_ids = torch.cat([text_ids[index], *(ids[rows] for (ids, _, _), rows in zip(negatives, chosen))])
+        batch_mask = torch.cat([text_mask[index], *(mask[rows] for (_, mask, _), rows in zip(negatives, chosen))])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(input_ids=text_ids[index], attention_mask=text_mask[index], pixel_values=batch_pixels,
-                        return_loss=True)
+            loss = model.loss(batch_pixels, batch_ids, batch_mask)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(out.loss.detach()))
+        losses.append(float(loss.detach()))
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    _write_preprocessor_config(out_dir, processor)
+    model.vision.save_pretrained(out_dir / "vision")
+    _write_preprocessor_config(out_dir / "vision", processor)
+    model.text.save_pretrained(out_dir / "text")
+    save_file({name: param.detach().contiguous() for name, param in model.named_parameters()
+               if not name.startswith(("vision.", "text."))}, str(out_dir / "projections.safetensors"))
     return out_dir
 
 

@@ -2,7 +2,8 @@
 
     data       flamingo data tiny-world: training shards, LM text corpus, held-out evaluation sets
     tokenizer  byte-level BPE with <image> and <|endofchunk|>
-    clip       a small CLIPModel trained contrastively on the pairs; its vision tower is kept
+    clip       a small CLIP-style dual encoder (a ResNet, like the paper's NFNet, and a CLIP text tower) trained
+               contrastively on the pairs; its vision tower is kept
     lm         a small LlamaForCausalLM trained on the world's text
     flamingo   both frozen; Perceiver Resampler + GATED XATTN-DENSE trained by the training engine on the mixture
     export     a self-contained checkpoint (backbones included, bf16 storage)
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoTokenizer, CLIPModel, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
 from flamingo_vlm.training.config import doc
@@ -122,7 +123,9 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,
                       progress=config.progress)
-        _keep_vision_tower(clip_dir, vision_dir)
+        if vision_dir.exists():
+            shutil.rmtree(vision_dir)
+        shutil.copytree(clip_dir / "vision", vision_dir)  # the tower with its preprocessor_config.json
         record("clip", start)
 
     lm_dir = root / "lm"
@@ -247,17 +250,6 @@ def export_model(final_dir: Path, model_dir: Path, config: RecipeConfig, report:
         shutil.rmtree(model_dir)
     # bf16 storage halves the files (the bundled model must stay small); loading casts back to float32.
     model.save_pretrained(model_dir, self_contained=True, dtype=torch.bfloat16)
-
-
-def _keep_vision_tower(clip_dir: Path, vision_dir: Path) -> None:
-    """Save the CLIP vision tower on its own (what Flamingo loads), with the encoder's preprocessing file."""
-    clip = CLIPModel.from_pretrained(clip_dir)
-    from transformers import CLIPVisionModel
-
-    tower = CLIPVisionModel(clip.config.vision_config)
-    tower.load_state_dict(clip.vision_model.state_dict())  # strict: every vision weight carried over
-    tower.save_pretrained(vision_dir)
-    shutil.copy(clip_dir / "preprocessor_config.json", vision_dir / "preprocessor_config.json")
 
 
 def _tokenizer_texts(paths: dict[str, Any]) -> list[str]:

@@ -1,0 +1,108 @@
+"""The contrastive vision stage: shape-swapped negatives, the dual encoder's loss, and what the stage writes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flamingo_vlm.backbones.vision import VisionEncoder, load_vision_tower
+from flamingo_vlm.processing.images import ImageProcessor
+from flamingo_vlm.tinyworld import Shape
+from flamingo_vlm.tinyworld.datasets import build_training_sets
+from flamingo_vlm.tinyworld.pretrain import (ClipSettings, _caption_tensors, _pairs, pretrain_clip,
+                                             shape_negative_captions, swap_shape_word, train_tokenizer)
+
+SHAPES = {s.value for s in Shape} | {s.plural for s in Shape}
+
+
+def test_swap_shape_word_changes_exactly_one_shape_and_keeps_number() -> None:
+    rng = random.Random(0)
+    text = "two red crosses above a small blue circle"
+    for _ in range(50):
+        swapped = swap_shape_word(text, rng)
+        changed = [(a, b) for a, b in zip(text.split(), swapped.split()) if a != b]
+        assert len(swapped.split()) == len(text.split()) and len(changed) == 1  # nothing else touched
+        old, new = changed[0]
+        assert old in SHAPES and new in SHAPES and new != old
+        assert (old in {s.plural for s in Shape}) == (new in {s.plural for s in Shape})  # "crosses" -> "stars"
+    assert swap_shape_word("a red thing on a blue background", rng) is None
+    assert swap_shape_word(text, random.Random(3)) == swap_shape_word(text, random.Random(3))
+
+
+def test_negative_captions_compete_only_for_their_image() -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel, ResNetConfig, ResNetModel
+
+    from flamingo_vlm.tinyworld.pretrain import DualEncoder
+
+    torch.manual_seed(0)
+    vision = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[16], depths=[1], layer_type="basic"))
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=8, eos_token_id=2))
+    model = DualEncoder(vision, text, 16, 8).eval()
+    pixels = torch.randn(3, 3, 32, 32)
+    ids = torch.randint(3, 50, (5, 6))
+    ids[:, -1] = 2
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        loss = model.loss(pixels, ids, mask)
+        images, texts = model.image_embeds(pixels), model.text_embeds(ids, mask)
+        logits = model.logit_scale.exp() * images @ texts.T  # (3 images, 3 captions + 2 negatives)
+        target = torch.arange(3)
+        expected = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :3].T, target)) / 2
+        without = model.loss(pixels, ids[:3], mask[:3])
+    torch.testing.assert_close(loss, expected)
+    assert loss > without  # the negatives make the image -> text choice harder, never easier
+    # Captions of different lengths (each ends in EOS, then padding), encoded in length buckets: the same
+    # embeddings as when all are padded together.
+    for row, length in ((1, 3), (3, 2)):
+        ids[row, length - 1], ids[row, length:], mask[row, length:] = 2, 0, 0
+    with torch.no_grad():
+        torch.testing.assert_close(model.text_embeds(ids, mask, buckets=3), model.text_embeds(ids, mask, buckets=1))
+
+
+@pytest.fixture(scope="module")
+def pairs_and_tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("clip")
+    paths = build_training_sets(root / "data", seed=2, image_size=32, samples_per_shard=10, progress=False,
+                                num_pairs=24, num_videos=2, num_documents=4)
+    texts = [text for _, text in _pairs(paths["pairs"])]
+    return paths["pairs"], train_tokenizer(texts, root / "tokenizer", vocab_size=300)
+
+
+def test_no_caption_is_its_own_negative(pairs_and_tokenizer) -> None:
+    _, tokenizer = pairs_and_tokenizer
+    texts = ["a red circle", "a blue thing on a green background", "on a very long green background, a star"]
+    ids, _ = _caption_tensors(tokenizer, texts, 6)  # the third caption's shape word is cut off
+    for neg_ids, neg_mask, valid in shape_negative_captions(tokenizer, texts, ids, 3, random.Random(0)):
+        assert valid.tolist() == [True, False, False]
+        assert (neg_ids[0] != ids[0]).any() and neg_mask.shape == ids.shape
+
+
+@pytest.mark.parametrize("architecture, tokens", [("resnet", 16), ("vit", 16)])
+def test_clip_stage_writes_a_vision_tower_flamingo_can_load(pairs_and_tokenizer, architecture: str, tokens: int,
+                                                            tmp_path: Path) -> None:
+    pattern, tokenizer = pairs_and_tokenizer
+    settings = ClipSettings(image_size=32, vision_architecture=architecture, resnet_widths=[8, 12, 16],
+                            resnet_depths=[1, 1], vision_width=16, vision_layers=1, text_width=16, text_layers=1,
+                            heads=2, projection_dim=8, batch_size=6, shape_negatives=2, steps=2, warmup_steps=1)
+    out = pretrain_clip(pattern, tokenizer, tmp_path / "clip", settings, progress=False)
+    tower = load_vision_tower(out / "vision")
+    processor = ImageProcessor.from_vision_folder(out / "vision")
+    assert processor.image_size == 32
+    features = VisionEncoder(tower, image_size=processor.image_size)(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, tokens, 16)  # resnet: 32px / 4 (stem) / 2 (stage 2) = 4x4 cells; vit: (32 / 8)^2 patches
+    assert (out / "projections.safetensors").is_file() and (out / "text" / "config.json").is_file()
+
+
+def test_clip_stage_rejects_mismatched_resnet_settings(pairs_and_tokenizer, tmp_path: Path) -> None:
+    pattern, tokenizer = pairs_and_tokenizer
+    with pytest.raises(ValueError, match="resnet_widths needs one entry for the stem"):
+        pretrain_clip(pattern, tokenizer, tmp_path, ClipSettings(image_size=32, resnet_widths=[8, 16],
+                                                                 resnet_depths=[1, 1], steps=1), progress=False)
+    with pytest.raises(ValueError, match="'resnet' or 'vit'"):
+        pretrain_clip(pattern, tokenizer, tmp_path, ClipSettings(image_size=32, vision_architecture="cnn", steps=1),
+                      progress=False)
