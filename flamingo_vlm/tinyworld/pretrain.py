@@ -168,14 +168,12 @@ class DualEncoder(nn.Module):
         every one to the longest would more than double the text tower's work."""
         lengths = attention_mask.sum(1)
         order = torch.argsort(lengths)
-        pooled = torch.empty(0)
+        chunks = []  # each (m, Dt), shortest captions first
         for rows in order.chunk(buckets):
             length = int(lengths[rows].max())
-            out = self.text(input_ids=input_ids[rows, :length], attention_mask=attention_mask[rows, :length])
-            chunk = out.pooler_output  # (m, Dt)
-            if pooled.numel() == 0:
-                pooled = chunk.new_empty(input_ids.shape[0], chunk.shape[1])
-            pooled = pooled.index_copy(0, rows, chunk)
+            chunks.append(self.text(input_ids=input_ids[rows, :length],
+                                    attention_mask=attention_mask[rows, :length]).pooler_output)
+        pooled = torch.cat(chunks)[torch.argsort(order)]  # back to the input order: (M, Dt)
         return F.normalize(self.text_projection(pooled).float(), dim=-1)  # (M, E)
 
     def loss(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

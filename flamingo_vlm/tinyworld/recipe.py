@@ -123,9 +123,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,
                       progress=config.progress)
-        if vision_dir.exists():
-            shutil.rmtree(vision_dir)
-        shutil.copytree(clip_dir / "vision", vision_dir)  # the tower with its preprocessor_config.json
+        # The tower with its preprocessor_config.json; copied then renamed, so an interrupted copy is never taken
+        # for a finished stage (which is what vision/config.json marks).
+        staging = vision_dir.with_name(vision_dir.name + ".tmp")
+        for stale in (staging, vision_dir):
+            if stale.exists():
+                shutil.rmtree(stale)
+        shutil.copytree(clip_dir / "vision", staging)
+        staging.rename(vision_dir)
         record("clip", start)
 
     lm_dir = root / "lm"
