@@ -45,6 +45,9 @@ class FlamingoConfig:
     """Frames with a learned temporal embedding; longer videos use linearly interpolated embeddings."""
     max_frames_at_inference: int = 64
     """Hard limit on frames per video at any time (interpolating 8 embeddings to thousands is meaningless)."""
+    spatial_positions: int = 0
+    """Learned spatial embeddings for this many visual tokens per frame (e.g. 64 for an 8x8 map); 0 = none, as in
+    the paper. An extension for small CNN encoders, whose features say little about where they are."""
 
     # --- GATED XATTN-DENSE (paper Sec. 2.2) ---
     cross_attn_every: int = 1
@@ -100,6 +103,10 @@ class FlamingoConfig:
                      "cross_attn_every", "cross_attn_heads", "cross_attn_head_dim", "ffw_mult"):
             check(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "must be an integer >= 1")
         check(self.resampler_dim is None or self.resampler_dim >= 1, "resampler_dim", "must be None or >= 1")
+        check(isinstance(self.spatial_positions, int) and self.spatial_positions >= 0, "spatial_positions",
+              "must be an integer >= 0 (0 = no spatial embeddings)")
+        check(not (self.spatial_positions and self.resampler_type == "mlp"), "spatial_positions",
+              "needs resampler_type perceiver or transformer (the mlp resampler pools tokens in order)")
         check(self.max_frames_at_inference >= self.max_frames, "max_frames_at_inference", "must be >= max_frames")
         check(0.0 <= self.p_next <= 1.0, "p_next", "must be a probability in [0, 1]")
         check(not (self.lm_random_init and self.freeze_lm), "lm_random_init",

@@ -79,7 +79,7 @@ class Flamingo(nn.Module):
         self.resampler = build_resampler(
             config.resampler_type, media_dim, config.resampler_depth, config.resampler_heads,
             config.resampler_head_dim, config.num_latents, config.max_frames, config.max_frames_at_inference,
-            config.ffw_mult,
+            config.ffw_mult, config.spatial_positions,
         )
 
         self.lm = lm

@@ -16,7 +16,7 @@ from flamingo_vlm.model.layers import FeedForward, attend, merge_heads, split_he
 
 
 class TemporalEmbedding(nn.Module):
-    """One learned embedding per frame (no spatial embeddings, as in the paper).
+    """One learned embedding per frame (the paper has no spatial embeddings; see :class:`SpatialEmbedding`).
 
     Videos longer than the trained ``max_frames`` get embeddings linearly interpolated along time (paper App.
     B.1.2: trained on 8 frames, evaluated on 30).
@@ -40,6 +40,29 @@ class TemporalEmbedding(nn.Module):
         # (T, D) -> (1, D, T) for 1-D interpolation along time; align_corners keeps first and last frames exact.
         stretched = F.interpolate(self.weight.T.unsqueeze(0), size=num_frames, mode="linear", align_corners=True)
         return stretched.squeeze(0).T
+
+
+class SpatialEmbedding(nn.Module):
+    """One learned embedding per visual-token position within a frame: an extension, off by default.
+
+    The paper adds none: NFNet features of 288x288 images are taken to say enough about where they are. A small
+    CNN's 8x8 map says little, and the Perceiver's attention pooling is blind to token order, so without these
+    the resampled latents cannot tell "top left" from "bottom right" (FlamingoConfig.spatial_positions).
+    """
+
+    def __init__(self, positions: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(positions, dim) * 0.02)
+
+    def for_patches(self, num_patches: int) -> torch.Tensor:
+        """Embeddings for the ``num_patches`` tokens of one frame: ``(num_patches, D)``."""
+        if num_patches != self.weight.shape[0]:
+            raise ValueError(
+                f"The vision encoder gives {num_patches} tokens per frame, but this model learned spatial embeddings "
+                f"for {self.weight.shape[0]} (FlamingoConfig.spatial_positions): give images of the size the model "
+                "was trained on (its image processor resizes them), or build the model with spatial_positions=0."
+            )
+        return self.weight
 
 
 class PerceiverAttention(nn.Module):
@@ -70,15 +93,18 @@ class PerceiverAttention(nn.Module):
 
 
 class _FrameInput(nn.Module):
-    """Adds temporal embeddings and flattens frames x patches into one token axis."""
+    """Adds temporal (and, if asked for, spatial) embeddings and flattens frames x patches into one token axis."""
 
-    def __init__(self, dim: int, max_frames: int, max_frames_at_inference: int) -> None:
+    def __init__(self, dim: int, max_frames: int, max_frames_at_inference: int, spatial_positions: int = 0) -> None:
         super().__init__()
         self.temporal_embedding = TemporalEmbedding(max_frames, dim, max_frames_at_inference)
+        self.spatial_embedding = SpatialEmbedding(spatial_positions, dim) if spatial_positions else None
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         n, frames, patches, dim = features.shape  # (N, F, P, D)
         features = features + self.temporal_embedding.for_frames(frames)[None, :, None, :].to(features.dtype)
+        if self.spatial_embedding is not None:
+            features = features + self.spatial_embedding.for_patches(patches)[None, None].to(features.dtype)
         tokens = features.reshape(n, frames * patches, dim)  # (N, F*P, D)
         if frame_mask is None or bool(frame_mask.all()):
             return tokens, None
@@ -90,9 +116,9 @@ class PerceiverResampler(nn.Module):
     """Learned latent queries cross-attend to the media features, ``depth`` times (paper Fig. 5)."""
 
     def __init__(self, dim: int, depth: int, heads: int, head_dim: int, num_latents: int, max_frames: int,
-                 max_frames_at_inference: int, ffw_mult: int = 4) -> None:
+                 max_frames_at_inference: int, ffw_mult: int = 4, spatial_positions: int = 0) -> None:
         super().__init__()
-        self.frame_input = _FrameInput(dim, max_frames, max_frames_at_inference)
+        self.frame_input = _FrameInput(dim, max_frames, max_frames_at_inference, spatial_positions)
         self.latents = nn.Parameter(torch.randn(num_latents, dim) * 0.02)
         self.layers = nn.ModuleList(
             nn.ModuleDict({"attn": PerceiverAttention(dim, heads, head_dim), "ffw": FeedForward(dim, ffw_mult)})
@@ -116,10 +142,10 @@ class TransformerResampler(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, heads: int, head_dim: int, num_latents: int, max_frames: int,
-                 max_frames_at_inference: int, ffw_mult: int = 4) -> None:
+                 max_frames_at_inference: int, ffw_mult: int = 4, spatial_positions: int = 0) -> None:
         super().__init__()
         self.heads = heads
-        self.frame_input = _FrameInput(dim, max_frames, max_frames_at_inference)
+        self.frame_input = _FrameInput(dim, max_frames, max_frames_at_inference, spatial_positions)
         self.latents = nn.Parameter(torch.randn(num_latents, dim) * 0.02)
         self.layers = nn.ModuleList(
             nn.ModuleDict({
@@ -174,12 +200,17 @@ class MLPResampler(nn.Module):
 
 
 def build_resampler(kind: str, dim: int, depth: int, heads: int, head_dim: int, num_latents: int, max_frames: int,
-                    max_frames_at_inference: int, ffw_mult: int = 4) -> nn.Module:
+                    max_frames_at_inference: int, ffw_mult: int = 4, spatial_positions: int = 0) -> nn.Module:
     """Build the resampler named by ``FlamingoConfig.resampler_type``."""
     if kind == "perceiver":
-        return PerceiverResampler(dim, depth, heads, head_dim, num_latents, max_frames, max_frames_at_inference, ffw_mult)
+        return PerceiverResampler(dim, depth, heads, head_dim, num_latents, max_frames, max_frames_at_inference, ffw_mult,
+                                  spatial_positions)
     if kind == "transformer":
-        return TransformerResampler(dim, depth, heads, head_dim, num_latents, max_frames, max_frames_at_inference, ffw_mult)
+        return TransformerResampler(dim, depth, heads, head_dim, num_latents, max_frames, max_frames_at_inference,
+                                    ffw_mult, spatial_positions)
     if kind == "mlp":
+        if spatial_positions:
+            raise ValueError("spatial_positions needs an attention resampler (perceiver or transformer): the mlp "
+                             "resampler pools tokens in order and has no spatial embeddings; set spatial_positions=0.")
         return MLPResampler(dim, depth, num_latents, max_frames, max_frames_at_inference, ffw_mult)
     raise ValueError(f"Unknown resampler type {kind!r}; choose perceiver, mlp or transformer.")

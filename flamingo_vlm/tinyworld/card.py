@@ -14,7 +14,7 @@ from flamingo_vlm.model.flamingo import Flamingo
 
 CARD_NAME = "MODEL_CARD.md"
 CARD_FIELDS = ("cross_attn_every", "num_latents", "resampler_depth", "resampler_type", "max_frames",
-               "media_attention", "cross_attn_style", "freeze_lm")
+               "spatial_positions", "media_attention", "cross_attn_style", "freeze_lm")
 
 
 def card_facts(model: Flamingo) -> dict[str, Any]:
@@ -53,13 +53,16 @@ def _clip_stage_line(clip: dict[str, Any]) -> str:
 def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
     lines = ["5. the Perceiver Resampler and GATED XATTN-DENSE blocks trained by the training engine"]
     pairs_steps, steps = stage.get("pairs_phase_steps", 0), stage.get("steps")
+    spatial = stage.get("model", {}).get("spatial_positions", 0)
+    defaults = (f"learned spatial embeddings for the {spatial} visual tokens of each frame (an extension: the "
+                "paper has none), paper defaults otherwise." if spatial else "paper defaults otherwise.")
     if pairs_steps:
         lines += [f"   first on the image-text pairs alone ({pairs_steps} steps, lr {stage.get('pairs_phase_lr')}), "
                   "then on the", f"   mixture of interleaved documents, image-text pairs and video-text pairs "
-                  f"({steps} steps, lr {stage.get('lr')}, cosine);", "   paper defaults otherwise."]
+                  f"({steps} steps, lr {stage.get('lr')}, cosine);", f"   {defaults}"]
     else:
         lines += ["   on the mixture of interleaved documents, image-text pairs and video-text pairs "
-                  f"({steps} steps); paper defaults otherwise."]
+                  f"({steps} steps); {defaults}"]
     return lines
 
 

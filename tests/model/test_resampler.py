@@ -91,3 +91,49 @@ def test_images_and_videos_mix_in_one_batch(lm_dirs: dict[str, str], clip_dir: s
     mixed = model.encode_media(inputs["pixel_values"], inputs["frame_mask"])
     alone = model.encode_media(model.processor("<image>", images=[random_image(9)])["pixel_values"])
     torch.testing.assert_close(mixed[1:], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["perceiver", "transformer"])
+def test_spatial_embeddings_make_the_resampler_see_token_order(kind: str) -> None:
+    cls = PerceiverResampler if kind == "perceiver" else TransformerResampler
+    torch.manual_seed(0)
+    plain = cls(16, 2, 2, 8, num_latents=5, max_frames=8, max_frames_at_inference=64).eval()
+    torch.manual_seed(0)
+    spatial = cls(16, 2, 2, 8, num_latents=5, max_frames=8, max_frames_at_inference=64, spatial_positions=6).eval()
+    with torch.no_grad():
+        spatial.frame_input.spatial_embedding.weight.normal_()  # trained embeddings are far from their 0.02 init
+    features = torch.randn(2, 1, 6, 16)
+    swapped = features[:, :, [5, 1, 2, 3, 4, 0]]  # the object in the first cell moves to the last
+    # Attention pooling alone is blind to where a token sits (the paper's resampler: a permutation changes nothing);
+    # spatial embeddings make the same features at other places give other latents.
+    torch.testing.assert_close(plain(features), plain(swapped), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(spatial(features), spatial(swapped), atol=1e-3)
+    with pytest.raises(ValueError, match="spatial_positions"):
+        spatial(torch.randn(1, 1, 7, 16))
+
+
+def test_spatial_embeddings_are_saved_and_reloaded(lm_dirs: dict[str, str], clip_dir: str, tmp_path) -> None:
+    from flamingo_vlm.model.flamingo import Flamingo
+
+    probe = build(lm_dirs["llama"], clip_dir)
+    image = probe.processor("<image>", images=[random_image(3)])["pixel_values"]
+    patches = probe.vision(image.flatten(0, 1)).shape[1]
+    model = build(lm_dirs["llama"], clip_dir, spatial_positions=patches)
+    with torch.no_grad():
+        model.resampler.frame_input.spatial_embedding.weight.normal_()
+    model.save_pretrained(tmp_path / "m")
+    again = Flamingo.from_pretrained(tmp_path / "m").eval()
+    assert again.config.spatial_positions == patches
+    torch.testing.assert_close(again.encode_media(image), model.encode_media(image))
+    with torch.no_grad():  # the reloaded embeddings are in use: without them the latents change
+        again.resampler.frame_input.spatial_embedding.weight.zero_()
+    assert not torch.allclose(again.encode_media(image), model.encode_media(image), atol=1e-4)
+
+
+def test_spatial_embeddings_are_refused_where_they_cannot_apply() -> None:
+    from flamingo_vlm.config import FlamingoConfig
+
+    with pytest.raises(ValueError, match="spatial_positions"):
+        FlamingoConfig(lm="x", spatial_positions=-1)
+    with pytest.raises(ValueError, match="perceiver or transformer"):
+        FlamingoConfig(lm="x", spatial_positions=64, resampler_type="mlp")

@@ -72,3 +72,13 @@ def test_full_recipe(tmp_path: Path) -> None:
     report = run_recipe(load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("progress", "false")]))
     assert sum(report["seconds"].values()) < 60 * 60
     Flamingo.from_pretrained(report["model"])
+
+
+def test_card_names_spatial_embeddings_only_when_the_model_has_them() -> None:
+    from flamingo_vlm.tinyworld.card import _flamingo_stage_lines
+
+    stage = {"steps": 10, "lr": 1e-3, "pairs_phase_steps": 5, "pairs_phase_lr": 2e-3}
+    plain = " ".join(_flamingo_stage_lines({**stage, "model": {"num_latents": 16}}))
+    assert "paper defaults otherwise" in plain and "spatial" not in plain
+    spatial = " ".join(_flamingo_stage_lines({**stage, "model": {"spatial_positions": 64}}))
+    assert "spatial embeddings for the 64 visual tokens" in spatial and "the paper has none" in spatial
