@@ -45,9 +45,10 @@ class TemporalEmbedding(nn.Module):
 class SpatialEmbedding(nn.Module):
     """One learned embedding per visual-token position within a frame: an extension, off by default.
 
-    The paper adds none: NFNet features of 288x288 images are taken to say enough about where they are. A small
-    CNN's 8x8 map says little, and the Perceiver's attention pooling is blind to token order, so without these
-    the resampled latents cannot tell "top left" from "bottom right" (FlamingoConfig.spatial_positions).
+    The paper adds none. The Perceiver's attention pooling is blind to token order, so without them the latents
+    know where a feature was only as far as the feature itself says so (a ViT's position embeddings say it; a
+    small CNN's map says little). ``FlamingoConfig.spatial_positions`` turns them on; in the tiny world they cost
+    captioning more than they gave position (see its model card), so the recipe leaves them off.
     """
 
     def __init__(self, positions: int, dim: int) -> None:
