@@ -69,7 +69,8 @@ def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
                table: str | None, notes: str | None = None,
                vision_probe: dict[str, dict[str, float]] | None = None,
-               image_reliance: dict[str, float] | None = None) -> Path:
+               image_reliance: dict[str, float] | None = None,
+               lm_copying: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -118,6 +119,14 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         lines += ["Whether the model reads its images (loss of the first caption of each held-out captioning "
                   "image, one `<image>caption<|endofchunk|>` row each; `flamingo_vlm.tinyworld.probe."
                   "image_reliance`): " + reliance_summary(image_reliance) + ".", ""]
+    if lm_copying:
+        from flamingo_vlm.tinyworld.probe import copying_summary
+
+        lines += ["Whether the model copies from its context, what few-shot prompts need (text only: the frozen "
+                  "LM and the gated dense layers; a run of five made-up words no training text contains, said "
+                  "twice; loss per token, first token of each saying left out; "
+                  "`flamingo_vlm.tinyworld.probe.in_context_copying`): "
+                  + copying_summary(lm_copying) + ".", ""]
     if table:
         demo = (results or {}).get("demo", {})
         lines += [

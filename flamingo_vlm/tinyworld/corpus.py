@@ -5,18 +5,20 @@ already be in the LM: the corpus is therefore full of in-context structure. Ever
 *chunks* joined by ``<|endofchunk|>`` (the token that ends each example in a Flamingo prompt), in ONE format
 per document, and usually about things defined inside that document:
 
-* ``scene_qa`` (30%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
+* ``scene_qa`` (22%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
   then one question answerable from that description, in one Q/A format per document (a training format, or
   two labels drawn for the document: "ask: ... so: ...", "Blick: ... Tove: ...");
-* ``captions`` (12%): several scene captions in one template, each behind the document's label ("caption: ",
+* ``captions`` (9%): several scene captions in one template, each behind the document's label ("caption: ",
   a made-up word, or none), as the text side of an image album is;
-* ``mapping`` (15%): "a small red star -> zib" items where an attribute (shape or colour) is mapped to labels
+* ``mapping`` (12%): "a small red star -> zib" items where an attribute (shape or colour) is mapped to labels
   chosen for this document only (made-up words or digits): the same label means different things in
   different documents, so it can only be predicted from earlier items (Chan et al.);
-* ``novel_words`` (20%): made-up words defined and then reused ("a dax is a red circle. ... the red circle is a
+* ``novel_words`` (16%): made-up words defined and then reused ("a dax is a red circle. ... the red circle is a
   dax."), or bound only by examples ("a red circle. this is a dax."), each word used at least twice;
-* ``copying`` (10%): a list of key/value pairs, then the keys asked again in a new order (pure copying);
-* ``clip_qa`` (10%): a clip described in words then a question about it;
+* ``copying`` (8%): a list of key/value pairs, then the keys asked again in a new order (recall by key);
+* ``repeats`` (23% of documents, about 8% of the text): a short run of words said again 2-4 times (pure
+  copying, what forms induction heads);
+* ``clip_qa`` (7%): a clip described in words then a question about it;
 * ``glossary`` (3%): synonyms ("to travel means to move.") so that the words of held-out wordings are known
   to the LM, as an LM pretrained on the web knows them, without their held-out phrasings ever appearing.
 
@@ -205,6 +207,19 @@ def _copying(rng: np.random.Generator) -> str:
     return _join([listing, *recall])
 
 
+def _repeats(rng: np.random.Generator) -> str:
+    """A run of 3-8 words (made-up, colour and shape words) said again 2-4 times, one run per chunk.
+
+    The plainest copying signal: past the first run every token is predictable only by looking back
+    ([A][B] ... [A] -> [B]), which is what forms induction heads (Olsson et al.). Without these runs the
+    1,000-step LM had none: the second piece of a made-up word already seen in the document cost it 4.3 nats.
+    """
+    n = int(rng.integers(3, 9))
+    pool = training_words(rng, n) + [str(c) for c in Colour] + [str(s) for s in Shape]
+    run = " ".join(choice(rng, pool) for _ in range(n))
+    return _join([run] * int(rng.integers(2, 5)))
+
+
 _CLIP_EVENTS: dict[str, list[EventKind]] = {
     "clip_move": [EventKind.MOVE],
     "clip_colour": [EventKind.COLOUR_CHANGE],
@@ -268,12 +283,13 @@ def _glossary(rng: np.random.Generator) -> str:
 
 # Proportions of the document types (see the module docstring).
 LM_DOC_TYPES: dict[str, tuple[float, Callable[[np.random.Generator], str]]] = {
-    "scene_qa": (0.30, _scene_qa),
-    "captions": (0.12, _captions),
-    "mapping": (0.15, _mapping),
-    "novel_words": (0.20, _novel_words),
-    "copying": (0.10, _copying),
-    "clip_qa": (0.10, _clip_qa),
+    "scene_qa": (0.22, _scene_qa),
+    "captions": (0.09, _captions),
+    "mapping": (0.12, _mapping),
+    "novel_words": (0.16, _novel_words),
+    "copying": (0.08, _copying),
+    "repeats": (0.23, _repeats),  # short: about 8% of the text
+    "clip_qa": (0.07, _clip_qa),
     "glossary": (0.03, _glossary),
 }
 

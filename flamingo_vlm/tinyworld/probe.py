@@ -8,6 +8,11 @@ colour, shape and horizontal position; the better of the two is the attribute's 
 
 :func:`image_reliance` asks the whole model the next question: does it use what the encoder sees? It compares
 the loss of held-out captions given their own images, images shuffled across the batch, and blank images.
+
+:func:`in_context_copying` asks the frozen LM the question few-shot learning starts from: can it copy from its
+context? Flamingo's LM is frozen, so the induction heads that copy ([A][B] ... [A] -> [B]) must come from its
+pretraining; without them more examples in a prompt cannot help (the made-up words of the novel-word task, for
+one, can only be copied from the prompt's examples).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from flamingo_vlm.model.flamingo import Flamingo
+from flamingo_vlm.tinyworld.datasets import reserved_eval_words
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -165,3 +171,49 @@ def reliance_summary(losses: dict[str, float]) -> str:
     """One line for a model card: ``right images 2.163, shuffled across the batch 2.561, blank 2.636 nats/token``."""
     return (f"right images {losses['right']:.3f}, shuffled across the batch {losses['shuffled']:.3f}, "
             f"blank {losses['blank']:.3f} nats/token")
+
+
+def copying_prompts(tokenizer: Any, *, runs: int = 64, words_per_run: int = 5,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Up to ``runs`` rows ``BOS run <|endofchunk|> run``, each run ``words_per_run`` made-up words from the pool
+    reserved for evaluation (no training text contains them). Returns ids ``(rows, T)`` and two boolean masks
+    ``(rows, T)`` marking the tokens scored in the first saying and in the repeat: every token of a run but its
+    first (which nothing in the row predicts). Rows share one length: of ``8 * runs`` drawn runs, those of the
+    most common token count are kept."""
+    pool = sorted(reserved_eval_words())
+    generator = torch.Generator().manual_seed(seed)
+    end_of_chunk = tokenizer.convert_tokens_to_ids("<|endofchunk|>")
+    by_length: dict[int, list[list[int]]] = {}
+    for _ in range(8 * runs):
+        picks = torch.randperm(len(pool), generator=generator)[:words_per_run].tolist()
+        run = tokenizer(" ".join(pool[i] for i in picks), add_special_tokens=False)["input_ids"]
+        by_length.setdefault(len(run), []).append(run)
+    length, same_length = max(by_length.items(), key=lambda item: len(item[1]))
+    rows = [[tokenizer.bos_token_id, *run, end_of_chunk, *run] for run in same_length[:runs]]
+    ids = torch.tensor(rows)  # (runs, 2 * length + 2)
+    position = torch.arange(ids.shape[1])
+    first = ((position >= 2) & (position <= length)).expand_as(ids)  # tokens 2..length of the first saying
+    repeated = (position >= length + 3).expand_as(ids)  # the same tokens said again
+    return ids, first, repeated
+
+
+@torch.no_grad()
+def in_context_copying(model: Flamingo, *, runs: int = 64, words_per_run: int = 5,
+                       seed: int = 0) -> dict[str, float]:
+    """Loss (nats per token) of ``model`` on a run of never-seen made-up words, said once and then again
+    (:func:`copying_prompts`). Text only: the frozen LM plus the gated dense layers of the GATED XATTN-DENSE
+    blocks, which act on every token (as in the paper), so this is the copying a few-shot prompt gets, which can
+    be less than the bare LM's. ``first`` is what the model knows of such words; ``repeated`` what copying from
+    the context saves: with induction heads the repeat scores far below the first saying, without them about the
+    same."""
+    model.eval()
+    ids, first, repeated = copying_prompts(model.processor.tokenizer, runs=runs, words_per_run=words_per_run,
+                                           seed=seed)
+    logits = model(input_ids=ids).logits.float()  # (runs, T, V)
+    nats = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # (runs, T - 1)
+    return {"first": float(nats[first[:, 1:]].mean()), "repeated": float(nats[repeated[:, 1:]].mean())}
+
+
+def copying_summary(losses: dict[str, float]) -> str:
+    """One line for a model card: ``first saying 7.41, repeated 2.90 nats/token``."""
+    return f"first saying {losses['first']:.2f}, repeated {losses['repeated']:.2f} nats/token"

@@ -168,15 +168,16 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
         from flamingo_vlm import Flamingo
-        from flamingo_vlm.tinyworld.probe import image_reliance
+        from flamingo_vlm.tinyworld.probe import image_reliance, in_context_copying
 
-        exported = Flamingo.from_pretrained(model_dir)  # one load for both diagnostics
+        exported = Flamingo.from_pretrained(model_dir)  # one load for the diagnostics
         vision_probe = _probe_if_enough_images(exported, paths)
         reliance = image_reliance(exported, paths["eval"]["coco"]["eval"]["captions"])
+        copying = in_context_copying(exported)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe,
-                   image_reliance=reliance)
+                   image_reliance=reliance, lm_copying=copying)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

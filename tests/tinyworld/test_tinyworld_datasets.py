@@ -315,11 +315,13 @@ def test_corpus_documents_have_in_context_structure(corpus: Path) -> None:
             doc = lm_document(sample_rng(4, 99, i), kind)
             chunks = doc.split(CHUNK_SEPARATOR)
             assert len(chunks) >= 2, (kind, doc)
-            if kind in ("novel_words", "copying", "mapping"):
+            if kind == "repeats":  # the same run of words in every chunk: copying is the only way to predict it
+                assert len(set(chunks)) == 1 and len(chunks[0].split()) >= 3, doc
+            if kind in ("novel_words", "copying", "mapping", "repeats"):
                 # Made-up words are defined/introduced and then reused in the same document.
-                made_up = Counter(w for w in WORD.findall(doc) if w not in vocabulary() and w not in _GLUE_WORDS)
+                made_up = Counter(w for w in WORD.findall(doc.replace(CHUNK_SEPARATOR, " ")) if w not in vocabulary() and w not in _GLUE_WORDS)
                 assert all(n >= 2 for n in made_up.values()), (kind, doc)
-                assert made_up or kind == "mapping", doc  # mappings may use digits as labels
+                assert made_up or kind in ("mapping", "repeats"), doc  # digits as labels; runs of world words
             if kind in ("scene_qa", "clip_qa"):
                 # One Q/A format for the whole document: a format's marker is in every chunk or in none.
                 used = [m for m in _QA_MARKERS if any(m in c for c in chunks)]

@@ -7,12 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from flamingo_vlm.model.flamingo import FlamingoOutput
+from flamingo_vlm.tinyworld.datasets import reserved_eval_words
 from flamingo_vlm.tinyworld.evalsets import build_eval_sets
 from flamingo_vlm.tinyworld.probe import (
     ATTRIBUTES,
     IMAGE_CONDITIONS,
     _linear_probe,
+    copying_prompts,
+    copying_summary,
     image_reliance,
+    in_context_copying,
     probe_summary,
     probe_vision,
     reliance_summary,
@@ -87,3 +92,40 @@ def test_image_reliance_is_flat_while_the_gates_are_closed_and_not_once_open(
 def test_image_reliance_needs_two_images(lm_dirs: dict[str, str], clip_dir: str, captions_file: Path) -> None:
     with pytest.raises(ValueError, match="at least 2 captioned images"):
         image_reliance(build(lm_dirs["llama"], clip_dir), captions_file, limit=1)
+
+
+def test_copying_prompts_say_the_same_reserved_words_twice(lm_dirs: dict[str, str], clip_dir: str) -> None:
+    tokenizer = build(lm_dirs["llama"], clip_dir).processor.tokenizer
+    ids, first, repeated = copying_prompts(tokenizer, runs=6, words_per_run=3, seed=1)
+    assert ids.shape[0] == 6 and first.shape == repeated.shape == ids.shape
+    assert not (first & repeated).any() and int(first[0].sum()) == int(repeated[0].sum()) > 0
+    for row, f, r in zip(ids, first, repeated, strict=True):
+        assert torch.equal(row[f], row[r])  # the scored tokens of the repeat are those of the first saying
+        split = row.tolist().index(tokenizer.convert_tokens_to_ids("<|endofchunk|>"))
+        said, again = tokenizer.decode(row[1:split]).split(), tokenizer.decode(row[split + 1:]).split()
+        assert len(said) == 3 and said == again and set(said) <= reserved_eval_words()
+
+
+def test_in_context_copying_tells_a_copying_lm_from_one_that_cannot(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    fresh = in_context_copying(model, runs=8, words_per_run=3)
+    assert fresh["first"] > 1.0 and abs(fresh["first"] - fresh["repeated"]) < 0.5  # a random LM copies nothing
+
+    vocab = model(input_ids=torch.tensor([[model.processor.end_of_chunk_token_id]])).logits.shape[-1]
+
+    end_of_chunk = model.processor.end_of_chunk_token_id
+
+    def copying_oracle(input_ids: torch.Tensor, **_: object) -> FlamingoOutput:
+        """A perfect copier: after the row's first <|endofchunk|>, predicts the token said one run earlier."""
+        logits = torch.zeros(*input_ids.shape, vocab)  # uniform before the repeat
+        for b, row in enumerate(input_ids.tolist()):
+            period = row.index(end_of_chunk)
+            for t in range(period, len(row) - 1):
+                logits[b, t, row[t + 1 - period]] = 50.0
+        return FlamingoOutput(logits=logits, loss=None)
+
+    monkeypatch.setattr(model, "forward", copying_oracle)
+    copied = in_context_copying(model, runs=8, words_per_run=3)
+    assert copied["repeated"] < 0.01 and copied["first"] > 1.0
+    assert "repeated 0.00" in copying_summary(copied)
