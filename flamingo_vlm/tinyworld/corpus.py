@@ -212,7 +212,7 @@ def _repeats(rng: np.random.Generator) -> str:
 
     The plainest copying signal: past the first run every token is predictable only by looking back
     ([A][B] ... [A] -> [B]), which is what forms induction heads (Olsson et al.). Without these runs the
-    1,000-step LM had none: the second piece of a made-up word already seen in the document cost it 4.3 nats.
+    1,000-step LM had none: the later pieces of a made-up word already seen in the document cost it 4.3 nats.
     """
     n = int(rng.integers(3, 9))
     pool = training_words(rng, n) + [str(c) for c in Colour] + [str(s) for s in Shape]
