@@ -173,8 +173,8 @@ def reliance_summary(losses: dict[str, float]) -> str:
             f"blank {losses['blank']:.3f} nats/token")
 
 
-def copying_prompts(tokenizer: Any, *, runs: int = 64, words_per_run: int = 5,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def copying_prompts(tokenizer: Any, *, runs: int = 64, words_per_run: int = 5, seed: int = 0,
+                    end_of_chunk_token: str = "<|endofchunk|>") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Up to ``runs`` rows ``BOS run <|endofchunk|> run``, each run ``words_per_run`` made-up words from the pool
     reserved for evaluation (no training text contains them). Returns ids ``(rows, T)`` and two boolean masks
     ``(rows, T)`` marking the tokens scored in the first saying and in the repeat: every token of a run but its
@@ -182,7 +182,7 @@ def copying_prompts(tokenizer: Any, *, runs: int = 64, words_per_run: int = 5,
     most common token count are kept."""
     pool = sorted(reserved_eval_words())
     generator = torch.Generator().manual_seed(seed)
-    end_of_chunk = tokenizer.convert_tokens_to_ids("<|endofchunk|>")
+    end_of_chunk = tokenizer.convert_tokens_to_ids(end_of_chunk_token)
     by_length: dict[int, list[list[int]]] = {}
     for _ in range(8 * runs):
         picks = torch.randperm(len(pool), generator=generator)[:words_per_run].tolist()
@@ -208,7 +208,7 @@ def in_context_copying(model: Flamingo, *, runs: int = 64, words_per_run: int = 
     same."""
     model.eval()
     ids, first, repeated = copying_prompts(model.processor.tokenizer, runs=runs, words_per_run=words_per_run,
-                                           seed=seed)
+                                           seed=seed, end_of_chunk_token=model.config.end_of_chunk_token)
     logits = model(input_ids=ids).logits.float()  # (runs, T, V)
     nats = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # (runs, T - 1)
     return {"first": float(nats[first[:, 1:]].mean()), "repeated": float(nats[repeated[:, 1:]].mean())}
