@@ -46,6 +46,9 @@ class FlamingoStage:
     schedule: str = doc("constant | cosine | linear after warm-up.", "cosine")
     precision: str = doc("fp32 | bf16 autocast.", "bf16")
     gate_lr_multiplier: float = doc("Learning-rate multiplier of the tanh gates (see OptimConfig).", 1.0)
+    ffw_gate_lr_multiplier: float | None = doc(
+        "Learning-rate multiplier of the gated dense layers' gates alone (see OptimConfig); None = "
+        "gate_lr_multiplier.", None)
     datasets: list[dict[str, Any]] = doc("Per-dataset overrides by kind: batch_size, max_tokens, loss_weight...",
                                          default_factory=list)
     checkpoint_every: int = doc("Checkpoint period in steps.", 250)
@@ -53,7 +56,10 @@ class FlamingoStage:
         "A first phase on image-text pairs alone, before the mixture (0 = none). With the mixture from the start, "
         "the documents' text loss (which the frozen LM can lower without looking) dominates the clipped gradient "
         "and the visual pathway does not move in a CPU budget; captions cannot be predicted without the image.", 0)
-    pairs_phase_lr: float = doc("Constant learning rate of the pairs phase (after a short warm-up).", 2e-3)
+    pairs_phase_lr: float = doc(
+        "Constant learning rate of the pairs phase (after a short warm-up). Whether the gates open is decided in "
+        "its first few hundred steps: at 2e-3 (gates at 10x) they stayed shut in 1 of 4 seeds, at 1e-3 in none.",
+        1e-3)
 
 
 @dataclass
@@ -209,7 +215,8 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "model": {"lm": str(lm_dir), "vision": str(vision_dir), "config": dict(stage.model)},
         "datasets": datasets,
         "optim": {"lr": stage.lr, "warmup_steps": stage.warmup_steps, "schedule": stage.schedule,
-                  "gate_lr_multiplier": stage.gate_lr_multiplier},
+                  "gate_lr_multiplier": stage.gate_lr_multiplier,
+                  "ffw_gate_lr_multiplier": stage.ffw_gate_lr_multiplier},
         "steps": stage.steps,
         "precision": stage.precision,
         "seed": config.seed,

@@ -84,6 +84,11 @@ class OptimConfig:
                            "0 disables.", 1.0)
     gate_lr_multiplier: float = doc("Learning-rate multiplier for the tanh gates (paper: 1). Short runs of small "
                                     "models need the gates to open faster than 500k-step runs do.", 1.0)
+    ffw_gate_lr_multiplier: float | None = doc(
+        "Learning-rate multiplier for the gates of the gated dense (feed-forward) layers alone; None = "
+        "gate_lr_multiplier. Those layers act on every text token, images or not, so opening them fast rewrites "
+        "the frozen LM's own computation (its copying from context, for one) more than the attention gates do.",
+        None)
 
 
 @dataclass
@@ -283,6 +288,8 @@ def validate(config: TrainConfig) -> None:
         fail("optim.warmup_steps", "must be >= 0")
     if config.optim.gate_lr_multiplier <= 0:
         fail("optim.gate_lr_multiplier", "must be > 0")
+    if config.optim.ffw_gate_lr_multiplier is not None and config.optim.ffw_gate_lr_multiplier <= 0:
+        fail("optim.ffw_gate_lr_multiplier", "must be > 0 (or null to follow gate_lr_multiplier)")
     if config.optim.grad_clip < 0:
         fail("optim.grad_clip", "must be >= 0 (0 disables clipping)")
     if config.checkpoint_every < 1 or config.keep_last < 1 or config.log_every < 1:

@@ -20,22 +20,30 @@ def uses_weight_decay(name: str, param: torch.Tensor, module_of: dict[str, nn.Mo
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters in two groups (with and without weight decay)."""
+    """AdamW over the trainable parameters: with and without weight decay, and the two kinds of tanh gate (each
+    with its own learning-rate multiplier, no decay)."""
     modules = dict(model.named_modules())
-    decay, no_decay, gates = [], [], []
+    decay, no_decay, attn_gates, ffw_gates = [], [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.endswith(("attn_gate", "ffw_gate")):
-            gates.append(param)
+        if name.endswith("attn_gate"):
+            attn_gates.append(param)
+        elif name.endswith("ffw_gate"):
+            ffw_gates.append(param)
         else:
             (decay if uses_weight_decay(name, param, modules) else no_decay).append(param)
-    if not decay and not no_decay and not gates:
+    params = decay + no_decay + attn_gates + ffw_gates
+    if not params:
         raise ValueError("The model has no trainable parameters.")
+    ffw_multiplier = config.ffw_gate_lr_multiplier
+    if ffw_multiplier is None:
+        ffw_multiplier = config.gate_lr_multiplier
     groups = [{"params": decay, "weight_decay": config.weight_decay, "name": "decay", "lr_multiplier": 1.0},
               {"params": no_decay, "weight_decay": 0.0, "name": "no_decay", "lr_multiplier": 1.0},
-              {"params": gates, "weight_decay": 0.0, "name": "gates", "lr_multiplier": config.gate_lr_multiplier}]
-    params = decay + no_decay + gates
+              {"params": attn_gates, "weight_decay": 0.0, "name": "attn_gates",
+               "lr_multiplier": config.gate_lr_multiplier},
+              {"params": ffw_gates, "weight_decay": 0.0, "name": "ffw_gates", "lr_multiplier": ffw_multiplier}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=config.eps,
                              fused=fused_adamw_supported(params))
 

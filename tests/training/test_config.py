@@ -37,6 +37,7 @@ def test_dotted_overrides_reach_nested_fields() -> None:
     ("overrides", "message"),
     [
         ([("optim.lr", "0")], "optim.lr: must be > 0"),
+        ([("optim.ffw_gate_lr_multiplier", "-1")], "optim.ffw_gate_lr_multiplier: must be > 0"),
         ([("datasets.0.kind", "movies")], "datasets.0.kind='movies': must be one of"),
         ([("datasets.1.batch_size", "0")], "datasets.1.batch_size: must be >= 1"),
         ([("datasets.1.batch_size", "two")], "datasets.1.batch_size='two': expected an integer"),

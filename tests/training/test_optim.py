@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flamingo_vlm.training.config import OptimConfig
-from flamingo_vlm.training.optim import build_optimizer, fused_adamw_supported, lr_factor
+from flamingo_vlm.training.optim import build_optimizer, fused_adamw_supported, lr_factor, set_learning_rate
 from tests.model.helpers import build
 
 
@@ -16,15 +16,28 @@ def test_weight_decay_groups(lm_dirs: dict[str, str], clip_dir: str) -> None:
     groups = {g["name"]: {names[id(p)] for p in g["params"]} for g in optimizer.param_groups}
     decayed, plain = groups["decay"], groups["no_decay"]
     assert all(".cross_attn_block." in n and n.endswith("weight") for n in decayed)
-    assert all(n.endswith("_gate") for n in groups["gates"]) and len(groups["gates"]) == 8
+    assert all(n.endswith("attn_gate") for n in groups["attn_gates"]) and len(groups["attn_gates"]) == 4
+    assert all(n.endswith("ffw_gate") for n in groups["ffw_gates"]) and len(groups["ffw_gates"]) == 4
     assert any("to_q" in n for n in decayed) and any("ffw.up" in n for n in decayed)
     assert all(n.startswith("resampler.") or n.startswith("new_tokens.") or "gate" in n or "norm" in n
                for n in plain)
     assert any(n.startswith("resampler.") and n.endswith("to_q.weight") for n in plain)  # paper: no decay there
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.1, 0.0}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert decayed | plain | groups["gates"] == trainable and not decayed & plain
+    assert decayed | plain | groups["attn_gates"] | groups["ffw_gates"] == trainable and not decayed & plain
     assert optimizer.defaults["fused"]  # CPU float32 parameters: PyTorch's fused kernel
+
+
+def test_gate_learning_rate_multipliers(lm_dirs: dict[str, str], clip_dir: str) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    lrs = {}
+    for ffw in (None, 2.0):
+        config = OptimConfig(lr=1e-3, warmup_steps=0, gate_lr_multiplier=10.0, ffw_gate_lr_multiplier=ffw)
+        optimizer = build_optimizer(model, config)
+        set_learning_rate(optimizer, 0, 10, config)
+        lrs[ffw] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs[None] == pytest.approx({"decay": 1e-3, "no_decay": 1e-3, "attn_gates": 1e-2, "ffw_gates": 1e-2})
+    assert lrs[2.0] == pytest.approx({"decay": 1e-3, "no_decay": 1e-3, "attn_gates": 1e-2, "ffw_gates": 2e-3})
 
 
 def test_fused_adamw_only_where_pytorch_has_the_kernel() -> None:
