@@ -86,8 +86,9 @@ class OptimConfig:
                                     "models need the gates to open faster than 500k-step runs do.", 1.0)
     ffw_gate_lr_multiplier: float | None = doc(
         "Learning-rate multiplier for the gates of the gated dense (feed-forward) layers alone; None = "
-        "gate_lr_multiplier. Those layers act on every text token, images or not, so opening them fast rewrites "
-        "the frozen LM's own computation (its copying from context, for one) more than the attention gates do.",
+        "gate_lr_multiplier. Those layers act on every text token, images or not (the attention branch only on "
+        "tokens after an image). In the tiny world a 1x rate left these gates small but not the LM's copying: the "
+        "dense weights grew to make up for it.",
         None)
 
 
