@@ -70,7 +70,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                table: str | None, notes: str | None = None,
                vision_probe: dict[str, dict[str, float]] | None = None,
                image_reliance: dict[str, float] | None = None,
-               lm_copying: dict[str, float] | None = None) -> Path:
+               lm_copying: dict[str, float] | None = None,
+               attribute_reading: dict[str, dict[str, float]] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -113,6 +114,13 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "side by side, the better of the two; trained and scored on disjoint parts of the held-out "
                   "single-object images; `flamingo_vlm.tinyworld.probe`): "
                   + probe_summary(vision_probe) + ".", ""]
+    if attribute_reading:
+        from flamingo_vlm.tinyworld.probe import reading_summary
+
+        lines += ["Whether the model names what the encoder encodes (the same single-object images: the colour word "
+                  "it ranks first after `<image>a picture of a`, and the shape word after `<image>a picture of a "
+                  "<colour>`; `flamingo_vlm.tinyworld.probe.attribute_reading`): "
+                  + reading_summary(attribute_reading) + ".", ""]
     if image_reliance:
         from flamingo_vlm.tinyworld.probe import reliance_summary
 

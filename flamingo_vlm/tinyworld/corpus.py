@@ -5,7 +5,7 @@ already be in the LM: the corpus is therefore full of in-context structure. Ever
 *chunks* joined by ``<|endofchunk|>`` (the token that ends each example in a Flamingo prompt), in ONE format
 per document, and usually about things defined inside that document:
 
-* ``scene_qa`` (22%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
+* ``scene_qa`` (18%): a scene described in words ("scene: a red circle and a blue star on a gray background.")
   then one question answerable from that description, in one Q/A format per document (a training format, or
   two labels drawn for the document: "ask: ... so: ...", "Blick: ... Tove: ...");
 * ``captions`` (9%): several scene captions in one template, each behind the document's label ("caption: ",
@@ -20,7 +20,10 @@ per document, and usually about things defined inside that document:
   copying, what forms induction heads);
 * ``clip_qa`` (7%): a clip described in words then a question about it;
 * ``glossary`` (3%): synonyms ("to travel means to move.") so that the words of held-out wordings are known
-  to the LM, as an LM pretrained on the web knows them, without their held-out phrasings ever appearing.
+  to the LM, as an LM pretrained on the web knows them, without their held-out phrasings ever appearing;
+* ``facts`` (4%): what each shape and colour is like ("a shape that has three corners is a triangle.", "snow is
+  white."), so a shape word is not only ever copied but also predicted from a description, as a web-trained LM
+  can; the cross-attention can only name a shape through such a path.
 
 No document contains the evaluation formats ("Question: ... Answer:", "Output:"), a held-out template
 wording, or a made-up word reserved for the novel-word evaluation (see :mod:`.datasets`).
@@ -281,9 +284,64 @@ def _glossary(rng: np.random.Generator) -> str:
     return _join(chunks)
 
 
+# What each shape and colour is like, as an LM pretrained on the web knows it. Everywhere else in the corpus a
+# shape word is only ever copied from the context, so the LM has no path from a *description* to the word, and
+# the cross-attention can only write into its hidden state. Without these, a Flamingo stage left shape in that
+# hidden state (a linear probe found it 49% of the time) yet named it no better with the right image than with
+# another (25% / 24%); with them, 39% / 19% (see the model card).
+_SHAPE_FACTS: dict[str, tuple[str, ...]] = {
+    "circle": ("is round", "has no corners", "is the same width in every direction", "looks like a ring filled in"),
+    "square": ("has four equal sides", "has four square corners", "is as wide as it is tall",
+               "is a box with equal sides"),
+    "rectangle": ("has two long sides and two short sides", "is wider than it is tall", "is a stretched square",
+                  "looks like a brick"),
+    "triangle": ("has three corners", "has three sides", "points up at the top", "looks like a roof"),
+    "star": ("has five points", "has points all around", "looks like a star in the night sky",
+             "has five arms"),
+    "diamond": ("is a square standing on one corner", "has four corners, one at the top", "points up and down",
+                "is shaped like a kite"),
+    "cross": ("is two bars that meet in the middle", "looks like a plus sign", "has four arms of the same length",
+              "is made of one bar across another"),
+    "heart": ("has two round bumps on top and a point below", "is the shape of love", "is round at the top",
+              "comes to a point at the bottom"),
+}
+_COLOUR_FACTS: dict[str, tuple[str, ...]] = {
+    "red": ("blood", "a ripe tomato", "a fire truck"), "orange": ("an orange", "a carrot", "a pumpkin"),
+    "yellow": ("the sun", "a lemon", "a banana"), "green": ("grass", "a leaf", "a frog"),
+    "teal": ("a peacock's feathers", "a tropical lagoon", "a duck's wing"), "blue": ("the sky", "the sea", "a sapphire"),
+    "purple": ("a plum", "a grape", "a violet"), "pink": ("a flamingo", "a rose petal", "bubble gum"),
+    "brown": ("chocolate", "a tree trunk", "mud"), "black": ("coal", "the night", "a crow"),
+    "gray": ("ash", "a rain cloud", "an elephant"), "white": ("snow", "milk", "a cloud"),
+}
+_FACT_FORMS = (  # (named first, described first)
+    ("a {word} {fact}.", "a shape that {fact} is a {word}."),
+    ("the {word} {fact}.", "which shape {fact}? a {word}."),
+    ("a {word}: it {fact}.", "it {fact}, so it is a {word}."),
+)
+_COLOUR_FORMS = ("{thing} is {word}.", "the colour of {thing} is {word}.", "{word} like {thing}.")
+
+
+def _facts(rng: np.random.Generator) -> str:
+    """3-6 chunks of facts about shapes and colours, half of them naming the thing *after* describing it ("a shape
+    that has three corners is a triangle.", "snow is white."), so the word is predicted from what it is like."""
+    chunks = []
+    for _ in range(int(rng.integers(3, 7))):
+        if rng.random() < 0.7:
+            word = choice(rng, list(_SHAPE_FACTS))
+            fact = choice(rng, list(_SHAPE_FACTS[word]))
+            named_first, described_first = choice(rng, list(_FACT_FORMS))
+            form = described_first if rng.random() < 0.5 else named_first
+            chunks.append(form.format(word=word, fact=fact))
+        else:
+            word = choice(rng, list(_COLOUR_FACTS))
+            thing = choice(rng, list(_COLOUR_FACTS[word]))
+            chunks.append(choice(rng, list(_COLOUR_FORMS)).format(thing=thing, word=word))
+    return _join(chunks)
+
+
 # Proportions of the document types (see the module docstring).
 LM_DOC_TYPES: dict[str, tuple[float, Callable[[np.random.Generator], str]]] = {
-    "scene_qa": (0.22, _scene_qa),
+    "scene_qa": (0.18, _scene_qa),
     "captions": (0.09, _captions),
     "mapping": (0.12, _mapping),
     "novel_words": (0.16, _novel_words),
@@ -291,6 +349,7 @@ LM_DOC_TYPES: dict[str, tuple[float, Callable[[np.random.Generator], str]]] = {
     "repeats": (0.23, _repeats),  # short: about 8% of the text
     "clip_qa": (0.07, _clip_qa),
     "glossary": (0.03, _glossary),
+    "facts": (0.04, _facts),
 }
 
 

@@ -4,7 +4,13 @@ Flamingo can only tell the LM what its frozen vision encoder encodes. Before bla
 cross-attention for a task the model cannot do, ask the encoder: a linear classifier on the mean of its patch
 features, and one on all patch features side by side (which keeps where things are; the mean does not), are
 trained on part of the held-out single-object set (``data/eval/shapes``) and scored on the rest, for the object's
-colour, shape and horizontal position; the better of the two is the attribute's accuracy. Accuracies near the majority-class rate mean the attribute is not (linearly) in the features.
+colour, shape and horizontal position; the better of the two is the attribute's accuracy. Accuracies near the
+majority-class rate mean the attribute is not (linearly) in the features.
+
+:func:`attribute_reading` asks the next question on the same images: the encoder encodes it, but does the model
+*say* it? It scores the model's choice of colour word and shape word in a caption, with the right image and with
+another one. An attribute the probe finds and the model does not name was lost in the resampler or never learned
+by the cross-attention.
 
 :func:`image_reliance` asks the whole model the next question: does it use what the encoder sees? It compares
 the loss of held-out captions given their own images, images shuffled across the batch, and blank images.
@@ -114,6 +120,70 @@ def probe_summary(results: dict[str, dict[str, float]]) -> str:
     """One line for a model card: ``colour 96% (majority 13%), ...``."""
     return ", ".join(f"{name} {100 * r['accuracy']:.0f}% (majority class {100 * r['majority']:.0f}%, "
                      f"{int(r['classes'])} classes)" for name, r in results.items())
+
+
+READ_ATTRIBUTES = ("colour", "shape")
+
+
+@torch.no_grad()
+def attribute_reading(model: Flamingo, folders: Sequence[str | Path], *, limit: int = 200,
+                      batch_size: int = 96) -> dict[str, dict[str, float]]:
+    """How often ``model`` names a single object's colour and shape from its image, the question between the
+    encoder's probe and the task scores: the encoder may encode an attribute that the model never learned to read.
+
+    ``folders``: tiny-world single-object sets (as :func:`probe_vision`); the first ``limit`` images. After
+    ``<image>a picture of a`` (a training caption's opening) the model's choice among the 12 colour words is the
+    one it gives the highest probability (all of the word's tokens); after ``<image>a picture of a <colour>``, its
+    choice among the 8 shape words. Each is asked with the ``right`` image and with another record's image
+    (``shuffled``); returns per attribute those two accuracies and ``chance`` (one over the number of words).
+    ``right`` near ``shuffled`` means the attribute is not read.
+    """
+    from flamingo_vlm.tinyworld.scene import Colour, Shape
+
+    records = _records([Path(f) for f in folders])[:limit]
+    if len(records) < 2:
+        raise ValueError(f"attribute_reading needs at least 2 single-object images, got {len(records)}.")
+    words = {"colour": [c.value for c in Colour], "shape": [s.value for s in Shape]}
+    objects = [record["scene"]["objects"][0] for _, record in records]
+    prompts = {"colour": ["a picture of a"] * len(records),
+               "shape": [f"a picture of a {obj['colour']}" for obj in objects]}
+    images = [Image.open(path).convert("RGB") for path, _ in records]
+    given = {"right": images, "shuffled": images[1:] + images[:1]}
+    model.eval()
+    results: dict[str, dict[str, float]] = {}
+    for name in READ_ATTRIBUTES:
+        target = torch.tensor([words[name].index(obj[name]) for obj in objects])
+        results[name] = {"chance": 1 / len(words[name])}
+        for condition, shown in given.items():
+            rows = [(prompt, word, image) for prompt, image in zip(prompts[name], shown) for word in words[name]]
+            scores = torch.cat([_continuation_logprobs(model, rows[start: start + batch_size])
+                                for start in range(0, len(rows), batch_size)])
+            choice = scores.view(len(records), len(words[name])).argmax(1)  # (n,): the word it ranks first
+            results[name][condition] = float((choice == target).float().mean())
+    return results
+
+
+def _continuation_logprobs(model: Flamingo, rows: list[tuple[str, str, Image.Image]]) -> torch.Tensor:
+    """``(len(rows),)`` log-probability of each row's `` word`` after ``<image>prompt`` (all its tokens)."""
+    # A byte-level BPE splits at spaces, so " word" is the same tokens alone as at the end of the row.
+    word_lengths = torch.tensor([len(model.processor.tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+                                 for _, word, _ in rows])
+    inputs = model.processor([f"{model.config.media_token}{prompt} {word}" for prompt, word, _ in rows],
+                             images=[[image] for _, _, image in rows], padding_side="right")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]  # (R, T)
+    logits = model(input_ids=ids, attention_mask=mask, pixel_values=inputs["pixel_values"],
+                   frame_mask=inputs["frame_mask"]).logits.float()  # (R, T, V)
+    token_logprobs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (R, T - 1)
+    position = torch.arange(1, ids.shape[1])[None]  # the position each log-prob scores
+    ends = mask.sum(1, keepdim=True)  # (R, 1): right padding, so the word is the row's last tokens
+    in_word = (position >= ends - word_lengths[:, None]) & (position < ends)
+    return (token_logprobs * in_word).sum(1)
+
+
+def reading_summary(results: dict[str, dict[str, float]]) -> str:
+    """One line for a model card: ``colour 90% (another image's 8%, chance 8%), shape ...``."""
+    return ", ".join(f"{name} {100 * r['right']:.0f}% (with another image {100 * r['shuffled']:.0f}%, chance "
+                     f"{100 * r['chance']:.0f}%)" for name, r in results.items())
 
 
 IMAGE_CONDITIONS = ("right", "shuffled", "blank")

@@ -174,16 +174,17 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
         from flamingo_vlm import Flamingo
-        from flamingo_vlm.tinyworld.probe import image_reliance, in_context_copying
+        from flamingo_vlm.tinyworld.probe import attribute_reading, image_reliance, in_context_copying
 
         exported = Flamingo.from_pretrained(model_dir)  # one load for the diagnostics
         vision_probe = _probe_if_enough_images(exported, paths)
+        reading = attribute_reading(exported, _single_object_folders(paths)) if vision_probe else None
         reliance = image_reliance(exported, paths["eval"]["coco"]["eval"]["captions"])
         copying = in_context_copying(exported)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe,
-                   image_reliance=reliance, lm_copying=copying)
+                   image_reliance=reliance, lm_copying=copying, attribute_reading=reading)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():
@@ -231,13 +232,17 @@ def _probe_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[str,
     """The card's vision probe, on the world's single-object sets; None (and said) when they are too small."""
     from flamingo_vlm.tinyworld.probe import probe_vision
 
-    shapes = paths.get("eval", {}).get("shapes", {})
-    folders = [Path(shapes[split]["records"]).parent for split in ("eval", "support") if split in shapes]
+    folders = _single_object_folders(paths)
     count = sum(len(Path(f, "records.jsonl").read_text().splitlines()) for f in folders)
     if count < 20:
         print(f"card: vision probe skipped ({count} single-object images; it needs at least 20)")
         return None
     return probe_vision(model, folders)
+
+
+def _single_object_folders(paths: dict[str, Any]) -> list[Path]:
+    shapes = paths.get("eval", {}).get("shapes", {})
+    return [Path(shapes[split]["records"]).parent for split in ("eval", "support") if split in shapes]
 
 
 def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:

@@ -331,6 +331,32 @@ def test_corpus_documents_have_in_context_structure(corpus: Path) -> None:
                 assert all(c.count("?") + len(_REQUEST.findall(c)) == 1 for c in chunks), doc
 
 
+def test_fact_documents_state_true_facts_and_often_name_the_thing_last() -> None:
+    from flamingo_vlm.tinyworld.corpus import _COLOUR_FACTS, _COLOUR_FORMS, _FACT_FORMS, _SHAPE_FACTS
+
+    assert set(_SHAPE_FACTS) == {s.value for s in Shape}  # every shape gets facts
+    true_sentences = {}  # every true sentence the forms can make -> (the word it names, whether it names it last)
+    for word, facts in _SHAPE_FACTS.items():
+        for fact in facts:
+            for named_first, described_first in _FACT_FORMS:
+                true_sentences[named_first.format(word=word, fact=fact)] = (word, False)
+                true_sentences[described_first.format(word=word, fact=fact)] = (word, True)
+    for word, things in _COLOUR_FACTS.items():
+        for thing in things:
+            for form in _COLOUR_FORMS:
+                true_sentences[form.format(word=word, thing=thing)] = (word, form.endswith("{word}."))
+    said = Counter()
+    for i in range(60):
+        for chunk in lm_document(sample_rng(4, 98, i), "facts").split(CHUNK_SEPARATOR):
+            assert chunk in true_sentences, chunk  # a fact of the thing it names, not of another
+            said[true_sentences[chunk]] += 1
+    assert {word for word, _ in said} >= set(_SHAPE_FACTS)  # every shape is described
+    # Most facts name the thing after describing it, so the word is predicted from what it is like.
+    named_last = sum(n for (word, last), n in said.items() if last and word in _SHAPE_FACTS)
+    named_first = sum(n for (word, last), n in said.items() if not last and word in _SHAPE_FACTS)
+    assert named_last >= 20 and named_first >= 20
+
+
 # The training wordings that ask by request rather than with a question mark.
 _REQUEST = re.compile(r"\b(?:tell me|count the|say which)\b")
 

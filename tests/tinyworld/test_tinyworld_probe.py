@@ -13,13 +13,16 @@ from flamingo_vlm.tinyworld.evalsets import build_eval_sets
 from flamingo_vlm.tinyworld.probe import (
     ATTRIBUTES,
     IMAGE_CONDITIONS,
+    READ_ATTRIBUTES,
     _linear_probe,
+    attribute_reading,
     copying_prompts,
     copying_summary,
     image_reliance,
     in_context_copying,
     probe_summary,
     probe_vision,
+    reading_summary,
     reliance_summary,
 )
 from tests.model.helpers import build
@@ -63,6 +66,55 @@ def test_probe_vision_names_what_is_missing(lm_dirs: dict[str, str], clip_dir: s
     (tmp_path / "records.jsonl").write_text("")
     with pytest.raises(ValueError, match="at least 20 images"):
         probe_vision(model, [tmp_path])
+
+
+def test_attribute_reading_is_at_the_shuffled_level_while_the_gates_are_closed(
+        lm_dirs: dict[str, str], clip_dir: str, shapes_folders: list[Path]) -> None:
+    model = build(lm_dirs["llama"], clip_dir)  # fresh gates are 0: the images cannot matter
+    results = attribute_reading(model, shapes_folders, limit=12, batch_size=40)
+    assert tuple(results) == READ_ATTRIBUTES
+    assert results["colour"]["chance"] == pytest.approx(1 / 12) and results["shape"]["chance"] == pytest.approx(1 / 8)
+    for result in results.values():
+        assert result["right"] == result["shuffled"]
+    assert "with another image" in reading_summary(results)
+
+
+def test_attribute_reading_scores_a_model_that_reads_its_images_and_not_another_images(
+        lm_dirs: dict[str, str], clip_dir: str, shapes_folders: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from PIL import Image
+
+    model = build(lm_dirs["llama"], clip_dir)
+    truth = {}  # the pixels of each image -> its object's colour and shape
+    for folder in shapes_folders:
+        for line in (folder / "records.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            pixels = model.processor("<image>", images=[Image.open(folder / record["image"]).convert("RGB")])
+            obj = record["scene"]["objects"][0]
+            truth[pixels["pixel_values"].flatten().numpy().tobytes()] = {obj["colour"], obj["shape"]}
+    tokenizer = model.processor.tokenizer
+    vocab = model(input_ids=torch.tensor([[1]])).logits.shape[-1]
+
+    def reading_oracle(input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                       **_: object) -> FlamingoOutput:
+        """Certain of the word's tokens where it is the word the image shows; uniform everywhere else (causal: what
+        comes before the word cannot know it)."""
+        logits = torch.zeros(*input_ids.shape, vocab)
+        for b, row in enumerate(input_ids.tolist()):
+            length = int(attention_mask[b].sum())
+            word = tokenizer.decode(row[:length]).split()[-1]
+            if word in truth[pixel_values[b].flatten().numpy().tobytes()]:
+                word_tokens = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+                for t in range(length - 1 - word_tokens, length - 1):
+                    logits[b, t, row[t + 1]] = 50.0
+        return FlamingoOutput(logits=logits, loss=None)
+
+    monkeypatch.setattr(model, "forward", reading_oracle)
+    results = attribute_reading(model, shapes_folders, limit=16, batch_size=50)
+    assert results["colour"]["right"] == 1.0 and results["shape"]["right"] == 1.0
+    assert results["shape"]["shuffled"] == 0.0  # the set cycles through the shapes: a neighbour's is never right
+    assert results["colour"]["shuffled"] < 0.5
 
 
 @pytest.fixture(scope="module")
