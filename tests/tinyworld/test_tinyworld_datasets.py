@@ -22,6 +22,10 @@ from flamingo_vlm.tinyworld import TEMPLATES, Shape, templates, vocabulary
 from flamingo_vlm.tinyworld.pretrain import _pairs
 from flamingo_vlm.tinyworld.words import is_novel
 from flamingo_vlm.tinyworld.corpus import (
+    _COLOUR_FACTS,
+    _COLOUR_FORMS,
+    _FACT_FORMS,
+    _SHAPE_FACTS,
     CHUNK_SEPARATOR,
     LM_DOC_TYPES,
     iter_tokenizer_text,
@@ -332,8 +336,6 @@ def test_corpus_documents_have_in_context_structure(corpus: Path) -> None:
 
 
 def test_fact_documents_state_true_facts_and_often_name_the_thing_last() -> None:
-    from flamingo_vlm.tinyworld.corpus import _COLOUR_FACTS, _COLOUR_FORMS, _FACT_FORMS, _SHAPE_FACTS
-
     assert set(_SHAPE_FACTS) == {s.value for s in Shape}  # every shape gets facts
     true_sentences = {}  # every true sentence the forms can make -> (the word it names, whether it names it last)
     for word, facts in _SHAPE_FACTS.items():
