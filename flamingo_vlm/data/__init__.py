@@ -2,7 +2,7 @@
 
 - ``formats``: raw WebDataset sample (extension -> bytes) -> ``PairSample`` / ``InterleavedSample`` / ``VideoSample``,
   or ``CorruptSample`` with a reason slug.
-- ``sequences``: decoded sample -> ``TrainingExample`` (tokens, labels, pixels) in the paper's layouts; ``collate``.
+- ``sequences``: decoded sample -> ``TrainingExample`` (tokens, labels, pixels) in the paper's layouts; ``collate``; ``pack_examples`` joins windows into one row.
 - ``sources``: small local datasets (folders, JSONL) as raw samples.
 - ``shards``: ``write_shards`` / ``data_command`` (``flamingo data KIND SOURCE OUT_DIR``).
 """
@@ -20,7 +20,14 @@ from flamingo_vlm.data.formats import (
     decode_image,
     decode_sample,
 )
-from flamingo_vlm.data.sequences import IGNORE_INDEX, SequenceBuilder, TrainingExample, collate, sample_frame_indices
+from flamingo_vlm.data.sequences import (
+    IGNORE_INDEX,
+    SequenceBuilder,
+    TrainingExample,
+    collate,
+    pack_examples,
+    sample_frame_indices,
+)
 from flamingo_vlm.data.shards import ShardStats, brace_pattern, data_command, write_shards
 from flamingo_vlm.data.sources import count_source, iter_source
 
@@ -45,6 +52,7 @@ __all__ = [
     "decode_image",
     "decode_sample",
     "iter_source",
+    "pack_examples",
     "sample_frame_indices",
     "write_shards",
 ]

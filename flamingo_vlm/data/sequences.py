@@ -31,7 +31,7 @@ import torch
 from flamingo_vlm.data.formats import InterleavedSample, PairSample, Sample, VideoSample
 from flamingo_vlm.processing.processor import FlamingoProcessor
 
-__all__ = ["IGNORE_INDEX", "SequenceBuilder", "TrainingExample", "collate", "sample_frame_indices"]
+__all__ = ["IGNORE_INDEX", "SequenceBuilder", "TrainingExample", "collate", "pack_examples", "sample_frame_indices"]
 
 IGNORE_INDEX = -100
 
@@ -252,6 +252,30 @@ def sample_frame_indices(num_frames: int, count: int) -> list[int]:
     if count >= num_frames:
         return list(range(num_frames))
     return [int((i + 0.5) * num_frames / count) for i in range(count)]
+
+
+def pack_examples(examples: Sequence[TrainingExample]) -> TrainingExample:
+    """One row made of several examples one after another (tokens, labels and media in order).
+
+    Each part keeps its own ``<BOS>``, ``<EOS>`` and labels, so a part's text before its first image still carries
+    no loss. The LM's self-attention sees the earlier parts (the LM's own pretraining rows are packed the same
+    way); the cross-attention of a part's text before its first image reads the previous part's last image, as
+    text after an image reads that image in any document.
+    """
+    if not examples:
+        raise ValueError("pack_examples needs at least one example.")
+    frames = {int(e.pixel_values.shape[1]) for e in examples if e.num_media}
+    if len(frames) > 1:
+        raise ValueError(f"Cannot pack examples whose media have different frame counts {sorted(frames)}.")
+    media = [e for e in examples if e.num_media] or examples[:1]
+    return TrainingExample(
+        input_ids=torch.cat([e.input_ids for e in examples]),  # (T_1 + ... + T_k,)
+        labels=torch.cat([e.labels for e in examples]),
+        pixel_values=torch.cat([e.pixel_values for e in media]),  # (M_1 + ... + M_k, F, 3, S, S)
+        frame_mask=torch.cat([e.frame_mask for e in media]),
+        kind=examples[0].kind,
+        key="+".join(e.key for e in examples),
+    )
 
 
 def collate(examples: Sequence[TrainingExample], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ Per dataset, each reader (rank x DataLoader worker) walks the shards epoch after
       -> this reader's share (whole shards, or every N-th record)
       -> [skip the records consumed before a resume: no decoding]
       -> decode + build the sequence (a corrupt sample is skipped, counted per reason, logged with shard and key)
+      -> [interleaved with documents_per_row > 1: consecutive windows joined into one row]
       -> batches, each tagged with the reader that made it and how far that reader has read
 
 The trainer keeps, per reader, the position after the last batch it actually used; resuming restarts each reader
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from flamingo_vlm.data.formats import CorruptSample, decode_sample
-from flamingo_vlm.data.sequences import SequenceBuilder, TrainingExample, collate
+from flamingo_vlm.data.sequences import SequenceBuilder, TrainingExample, collate, pack_examples
 from flamingo_vlm.processing.processor import FlamingoProcessor
 from flamingo_vlm.training.config import DatasetConfig
 
@@ -105,6 +106,7 @@ class ShardStream(IterableDataset):
                                   max_media=self.dataset.max_media,
                                   leading_space_prob=self.dataset.leading_space_prob, rng=random.Random(0))
         pending: list[TrainingExample] = []
+        parts: list[TrainingExample] = []  # windows waiting to fill a packed row (documents_per_row > 1)
         skipped: Counter = Counter()
         while True:
             usable_this_epoch = 0
@@ -116,6 +118,11 @@ class ShardStream(IterableDataset):
                 if example is None:
                     continue
                 usable_this_epoch += 1
+                if self.dataset.documents_per_row > 1:
+                    parts.append(example)
+                    if len(parts) < self.dataset.documents_per_row:
+                        continue
+                    example, parts = pack_examples(parts), []
                 pending.append(example)
                 if len(pending) == self.dataset.batch_size:
                     tensors = collate(pending, self.processor.tokenizer.pad_token_id)

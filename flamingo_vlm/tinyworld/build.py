@@ -11,15 +11,21 @@ Layout under ``out_dir``::
     tiny_world.json               manifest: seeds, counts, paths (relative to out_dir)
 
 ``scale`` multiplies every count (at least 1 each); ``scale=1.0`` gives :data:`DEFAULT_COUNTS`.
+
+Every sample depends only on ``(seed, stream, index)``, so the parts can be written in any order or process: with
+``workers=2`` the LM text (corpus and tokenizer text) is written by a second process while this one renders the
+training shards, the two longest parts (about 80 s each at scale 1.0), and the files are byte for byte the same.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,36 +67,39 @@ def _scaled(scale: float) -> dict[str, int]:
 
 
 def build_tiny_world(out_dir: str | os.PathLike, *, seed: int = 0, scale: float = 1.0, image_size: int = 64,
-                     progress: bool = True, verify: bool = True) -> dict[str, Any]:
+                     progress: bool = True, verify: bool = True, workers: int = 2) -> dict[str, Any]:
     """Write the whole tiny world under ``out_dir`` (layout in the module docstring) and return its paths.
 
     Returns ``{"train": {kind: brace pattern}, "lm_corpus": path, "tokenizer_text": path, "eval": {...},
     "manifest": path, "counts": {...}, "seconds": {stage: wall time}}``. With ``verify`` the written training
     text and corpus are scanned once more for evaluation formats, held-out wordings and the novel-word eval
-    words (cheap next to building; raises ``RuntimeError`` on a leak).
+    words (cheap next to building; raises ``RuntimeError`` on a leak). ``workers=2`` writes the LM text in a
+    second process (same files, about 40% less wall time on two cores); ``workers=1`` does everything here.
     """
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
+    if workers not in (1, 2):
+        raise ValueError(f"workers must be 1 or 2 (the build has two long independent parts), got {workers}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = _scaled(scale)
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    train = build_training_sets(out / "train", seed=seed, num_pairs=counts["num_pairs"],
-                                num_videos=counts["num_videos"], num_documents=counts["num_documents"],
-                                image_size=image_size, progress=progress)
-    seconds["train"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    corpus = write_lm_corpus(out / "lm" / "corpus.txt", seed=seed, num_documents=counts["lm_documents"],
-                             progress=progress)
-    tokenizer_text = out / "lm" / "tokenizer_text.txt"
-    texts = iter_tokenizer_text(seed=seed, num_documents=counts["tokenizer_documents"])
-    texts = tqdm(texts, desc="tiny-world tokenizer text", unit="text", disable=not progress)
-    with open(tokenizer_text, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(text.replace("\n", " ") + "\n" for text in texts)
-    seconds["lm"] = time.perf_counter() - start
+    # A forked child (as torch's DataLoader workers are) writes only text: no torch, no thread pools. "spawn"
+    # would re-import the caller's main module, which breaks scripts without an ``if __name__`` guard, so where
+    # fork is missing (Windows) everything runs here.
+    if workers == 2 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            lm_text = pool.submit(_write_lm_text, out / "lm", seed, counts, False)
+            if progress:
+                print("tiny-world LM corpus and tokenizer text: being written by a second process", file=sys.stderr)
+            train = _write_training_sets(out, seed, counts, image_size, progress, seconds)
+            corpus, tokenizer_text, seconds["lm"] = lm_text.result()
+    else:
+        train = _write_training_sets(out, seed, counts, image_size, progress, seconds)
+        corpus, tokenizer_text, seconds["lm"] = _write_lm_text(out / "lm", seed, counts, progress)
+    seconds["train_and_lm_wall"] = time.perf_counter() - start
 
     start = time.perf_counter()
     eval_sets = build_eval_sets(
@@ -120,6 +129,29 @@ def build_tiny_world(out_dir: str | os.PathLike, *, seed: int = 0, scale: float 
     (out / "tiny_world.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return {"train": train, "lm_corpus": str(corpus), "tokenizer_text": str(tokenizer_text), "eval": eval_sets,
             "manifest": str(out / "tiny_world.json"), "counts": counts, "seconds": seconds}
+
+
+def _write_training_sets(out: Path, seed: int, counts: dict[str, int], image_size: int, progress: bool,
+                         seconds: dict[str, float]) -> dict[str, str]:
+    start = time.perf_counter()
+    train = build_training_sets(out / "train", seed=seed, num_pairs=counts["num_pairs"],
+                                num_videos=counts["num_videos"], num_documents=counts["num_documents"],
+                                image_size=image_size, progress=progress)
+    seconds["train"] = time.perf_counter() - start
+    return train
+
+
+def _write_lm_text(lm_dir: Path, seed: int, counts: dict[str, int], progress: bool) -> tuple[Path, Path, float]:
+    """The LM corpus and the tokenizer text; returns their paths and the seconds taken (run in a worker too)."""
+    start = time.perf_counter()
+    corpus = write_lm_corpus(lm_dir / "corpus.txt", seed=seed, num_documents=counts["lm_documents"],
+                             progress=progress)
+    tokenizer_text = lm_dir / "tokenizer_text.txt"
+    texts = iter_tokenizer_text(seed=seed, num_documents=counts["tokenizer_documents"])
+    texts = tqdm(texts, desc="tiny-world tokenizer text", unit="text", disable=not progress)
+    with open(tokenizer_text, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(text.replace("\n", " ") + "\n" for text in texts)
+    return corpus, tokenizer_text, time.perf_counter() - start
 
 
 def _training_texts(train: dict[str, str]) -> list[str]:

@@ -288,7 +288,8 @@ def _glossary(rng: np.random.Generator) -> str:
 # shape word is only ever copied from the context, so the LM has no path from a *description* to the word, and
 # the cross-attention can only write into its hidden state. Without these, a Flamingo stage left shape in that
 # hidden state (a linear probe found it 49% of the time) yet named it no better with the right image than with
-# another (25% / 24%); with them, 46% / 22% (the bundled model: see its card).
+# another (25% / 24%); with them, 46% / 22% after a 600-step pairs phase and 78% / 9% after 1,200 (the bundled
+# model: see its card).
 _SHAPE_FACTS: dict[str, tuple[str, ...]] = {
     "circle": ("is round", "has no corners", "is the same width in every direction", "looks like a ring filled in"),
     "square": ("has four equal sides", "has four square corners", "is as wide as it is tall",

@@ -44,6 +44,11 @@ class DatasetConfig:
     max_media: int = doc("Images kept per sequence (paper: the first 5 of each window).", 5)
     max_images_per_sample: int = doc("A document with more images than this is skipped (counted as "
                                      "too_many_images); windows still keep only max_media of them.", 64)
+    documents_per_row: int = doc(
+        "Interleaved only: join this many windows (each <BOS>...<EOS>, from consecutive documents) into one row, as "
+        "the LM's own pretraining rows are packed, so the new layers also act deep into long prompts (a 32-shot "
+        "prompt is several windows long). A row holds up to documents_per_row x max_tokens tokens and x max_media "
+        "images; keep tokens per step by dividing batch_size. Not in the paper (1 = its 256-token windows).", 1)
     leading_space_prob: float = doc("Probability of prepending a space to pair text (paper: 0.5).", 0.5)
     shuffle_buffer: int = doc("Samples held in the shuffle buffer (0 = read in shard order).", 1000)
     num_workers: int = doc("DataLoader worker processes for this dataset (0 = in the main process).", 0)
@@ -267,9 +272,12 @@ def validate(config: TrainConfig) -> None:
     if len(set(names)) != len(names):
         fail("datasets", f"dataset names must be unique, got {names}")
     for i, d in enumerate(config.datasets):
-        for name in ("batch_size", "max_tokens", "max_media", "max_images_per_sample"):
+        for name in ("batch_size", "max_tokens", "max_media", "max_images_per_sample", "documents_per_row"):
             if getattr(d, name) < 1:
                 fail(f"datasets.{i}.{name}", "must be >= 1")
+        if d.documents_per_row > 1 and d.kind != "interleaved":
+            fail(f"datasets.{i}.documents_per_row", f"only interleaved documents are packed into rows; a {d.kind} "
+                 f"dataset takes 1 (raise batch_size instead)")
         if d.num_workers < 0 or d.shuffle_buffer < 0:
             fail(f"datasets.{i}", "num_workers and shuffle_buffer must be >= 0")
         if not 0.0 <= d.leading_space_prob <= 1.0:

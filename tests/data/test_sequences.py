@@ -18,6 +18,7 @@ from flamingo_vlm.data import (
     VideoSample,
     collate,
     decode_sample,
+    pack_examples,
     sample_frame_indices,
 )
 from tests.data.helpers import encode, image_array, tiny_processor
@@ -257,6 +258,33 @@ def test_collate_pads_right_and_concatenates_media_in_row_order() -> None:
     assert _image_index(batch["pixel_values"][1, 2]) == 2
     assert (batch["pixel_values"][0, 1:] == 0).all()  # padded frames are zeros
     assert int((batch["input_ids"] == MEDIA).sum()) == batch["pixel_values"].shape[0]
+
+
+def test_packed_row_is_its_windows_one_after_another() -> None:
+    rng = random.Random(3)
+    builder = _builder(max_tokens=30, max_media=3)
+    windows = [builder.interleaved(_random_document(rng)) for _ in range(4)]
+    row = pack_examples(windows)
+    ids = row.input_ids.tolist()
+    assert ids == [token for w in windows for token in w.input_ids.tolist()]
+    assert ids.count(BOS) == 4 and ids[0] == BOS and len(ids) <= 4 * 30
+    assert row.num_media == ids.count(MEDIA) == sum(w.num_media for w in windows)
+    kept = [_image_index(row.pixel_values[i, 0]) for i in range(row.num_media)]
+    assert kept == [_image_index(w.pixel_values[i, 0]) for w in windows for i in range(w.num_media)]
+    # Each window keeps its own label masking: BOS and its text before its first image predict nothing.
+    start = 0
+    for window in windows:
+        part = TrainingExample(row.input_ids[start:start + len(window.input_ids)],
+                               row.labels[start:start + len(window.input_ids)], window.pixel_values,
+                               window.frame_mask, "interleaved", "w")
+        _check_labels(part)
+        start += len(window.input_ids)
+    assert row.key == "+".join(w.key for w in windows)
+    with pytest.raises(ValueError, match="at least one"):
+        pack_examples([])
+    video = builder.video(VideoSample("v", [_solid(i) for i in range(3)], "two yellow triangles."))
+    with pytest.raises(ValueError, match="frame counts"):
+        pack_examples([windows[0], video])
 
 
 def test_collate_without_media_has_no_pixel_keys() -> None:

@@ -256,6 +256,17 @@ def test_build_tiny_world_writes_everything_and_no_eval_word_leaks(tmp_path: Pat
         assert not has_eval_format(text)
 
 
+def test_build_tiny_world_writes_the_same_bytes_with_one_or_two_processes(tmp_path: Path) -> None:
+    def contents(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+    build_tiny_world(tmp_path / "one", seed=3, scale=0.002, progress=False, workers=1)
+    build_tiny_world(tmp_path / "two", seed=3, scale=0.002, progress=False, workers=2)
+    one, two = contents(tmp_path / "one"), contents(tmp_path / "two")
+    assert "lm/corpus.txt" in two and "lm/tokenizer_text.txt" in two
+    assert one == two
+
+
 def test_leak_check_reads_capitalised_words_whole(tmp_path: Path) -> None:
     from flamingo_vlm.tinyworld.build import _verify
 
@@ -270,4 +281,6 @@ def test_leak_check_reads_capitalised_words_whole(tmp_path: Path) -> None:
 def test_build_tiny_world_rejects_bad_scale(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         build_tiny_world(tmp_path, scale=0)
+    with pytest.raises(ValueError, match="workers"):
+        build_tiny_world(tmp_path, workers=3)
     assert tiny_world_data_command(str(tmp_path), seed=-1, scale=0.001) == 1

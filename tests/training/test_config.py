@@ -48,6 +48,8 @@ def test_dotted_overrides_reach_nested_fields() -> None:
         ([("model.lm", "null")], "model: give either from_pretrained, or both lm and vision"),
         ([("steps", "0")], "steps: must be >= 1"),
         ([("datasets.0.leading_space_prob", "2")], "datasets.0.leading_space_prob: must be in"),
+        ([("datasets.0.documents_per_row", "0")], "datasets.0.documents_per_row: must be >= 1"),
+        ([("datasets.1.documents_per_row", "4")], "datasets.1.documents_per_row: only interleaved documents"),
     ],
 )
 def test_invalid_values_name_the_field(overrides: list[tuple[str, str]], message: str) -> None:

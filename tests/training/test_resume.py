@@ -67,14 +67,17 @@ def test_sigkill_then_resume_matches_uninterrupted_run(lm_dirs: dict[str, str], 
     assert len(curve) == 14
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_stream_resumes_exactly_where_it_stopped(num_workers: int, lm_dirs: dict[str, str], clip_dir: str,
+@pytest.mark.parametrize(("num_workers", "kind", "documents_per_row"),
+                         [(0, "pairs", 1), (2, "pairs", 1), (0, "interleaved", 3), (2, "interleaved", 3)])
+def test_stream_resumes_exactly_where_it_stopped(num_workers: int, kind: str, documents_per_row: int,
+                                                 lm_dirs: dict[str, str], clip_dir: str,
                                                  shards: dict[str, str], tmp_path: Path) -> None:
     processor = build(lm_dirs["llama"], clip_dir).processor
     config = load_train_config(values=train_values(lm_dirs["llama"], clip_dir, tmp_path, shards))
-    dataset = config.datasets[1]
+    (dataset,) = [d for d in config.datasets if d.kind == kind]
     dataset.num_workers = num_workers
     dataset.batch_size = 3  # 16 samples: batches straddle epochs
+    dataset.documents_per_row = documents_per_row  # packed rows straddle epochs too
 
     def stream(start: dict[int, ReaderState] | None = None, offset: int = 0):
         return iter(make_loader(ShardStream(dataset, processor, seed=5, rank=0, world_size=1,
@@ -82,6 +85,9 @@ def test_stream_resumes_exactly_where_it_stopped(num_workers: int, lm_dirs: dict
 
     reference = stream()
     batches = [next(reference) for _ in range(11)]
+    bos = processor.tokenizer.bos_token_id
+    for batch in batches:  # every row is documents_per_row windows, each opening with <BOS>
+        assert (batch.tensors["input_ids"] == bos).sum(1).tolist() == [documents_per_row] * 3
     positions: dict[int, ReaderState] = {}
     for batch in batches[:7]:
         positions[batch.worker] = batch.state
