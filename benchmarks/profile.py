@@ -6,6 +6,12 @@
 
 Builds the same closure the benchmark times (``benchmarks.impl_*``), warms it up, then profiles ``--reps`` calls.
 Prints the top operators by self CPU time and the top Python functions by cumulative and internal time (file:line).
+
+    python -m benchmarks.profile --suite cpu-small --task generate/shots=32/beams=1 --phases
+
+splits one of our greedy queries into its phases (medians over ``--reps``, at least 5): encoding the media (vision
+tower + resampler), the prompt's prefill through the fused LM, and one decoding step; the query can be no faster
+than their sum, whatever the decoding loop does.
 """
 
 from __future__ import annotations
@@ -68,6 +74,59 @@ def profile_here(suite_name: str, impl_name: str, key: str, reps: int, rows: int
         print(out.getvalue())
 
 
+def generation_phases(suite_name: str, shots: int, reps: int, assets: Path | None = None,
+                      steps: int = 19) -> dict[str, float]:
+    """Milliseconds (medians) of our greedy query's phases at ``shots`` shots: ``media`` (vision + resampler),
+    ``prefill`` (the prompt through the fused LM, caches built), ``decode_step`` (one token, mean over ``steps``)."""
+    import statistics
+    import time
+
+    import torch
+
+    from benchmarks import workloads as W
+    from benchmarks.impl_ours import Implementation
+    from flamingo_vlm.model.generation import _CachedDecoder, _prepare
+
+    suite = get_suite(suite_name)
+    if assets is None:
+        from benchmarks.assets import build_assets
+
+        assets = Path(tempfile.mkdtemp(prefix="flamingo-phases-"))
+        build_assets(suite, assets)
+    impl = Implementation(suite, assets)
+    model = impl._model().eval()
+    row = W.few_shot_prompt(shots, suite.caption_tokens, impl.manifest["vocab"], impl.manifest["bos"], suite.seed)
+    ids = W.to_ids([row], model.media_token_id, model.end_of_chunk_token_id)
+    mask = torch.ones_like(ids)
+    pixels = W.pixels(W.count_images(row), suite.image_size, suite.seed)[:, None]  # (N, 1, 3, H, W)
+
+    def timed(fn: object) -> float:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1000
+
+    samples: dict[str, list[float]] = {"media": [], "prefill": [], "decode_step": []}
+    with torch.inference_mode():
+        for rep in range(max(5, reps) + 2):  # the first two are warm-up
+            media: list = []
+            media_ms = timed(lambda: media.append(_prepare(model, ids, mask, pixels, None, None)[1]))
+            decoders: list = []
+            prefill_ms = timed(lambda: decoders.append(_CachedDecoder(model, ids, mask, media[0], reserve=steps)))
+            decoder = decoders[0]
+            token = decoder.logits.argmax(-1)
+
+            def decode() -> None:
+                nonlocal token
+                for _ in range(steps):
+                    token = decoder.step(token).argmax(-1)
+
+            step_ms = timed(decode) / steps
+            if rep >= 2:
+                for key, value in zip(samples, (media_ms, prefill_ms, step_ms), strict=True):
+                    samples[key].append(value)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,7 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--assets", default=None, help="(internal) folder of backbones built by this project")
+    parser.add_argument("--phases", action="store_true",
+                        help="ours, generate tasks: time media encoding, prefill and one decoding step instead")
     args = parser.parse_args(argv)
+    if args.phases:
+        task = [t for t in tasks_for(get_suite(args.suite)) if task_key(t) == args.task]
+        if args.impl != "ours" or not task or task[0]["kind"] != "generate":
+            parser.error("--phases takes --impl ours and a generate task, e.g. generate/shots=32/beams=1")
+        phases = generation_phases(args.suite, task[0]["shots"], args.reps,
+                                   Path(args.assets) if args.assets else None)
+        print(f"== ours {args.task}: phases of a greedy query, ms (median) ==")
+        for name, ms in phases.items():
+            print(f"{name:<12} {ms:8.2f}")
+        return 0
     if args.python and Path(args.python).absolute() != Path(sys.executable).absolute():
         # Build the backbones here (the peer interpreter only reads them), then rerun this module over there.
         from benchmarks.assets import build_assets

@@ -126,3 +126,17 @@ def test_pairwise_ratios() -> None:
     ratio = _pairwise([1.0, 2.0, 4.0], [2.0, 6.0, 4.0])  # their time / our time, repetition by repetition
     assert ratio["values"] == [2.0, 3.0, 1.0]
     assert ratio["median"] == 2.0 and ratio["min"] == 1.0 and ratio["max"] == 3.0
+
+
+def test_generation_phases_time_each_phase_of_our_query() -> None:
+    from benchmarks.profile import generation_phases
+
+    phases = generation_phases("smoke", shots=2, reps=1, steps=3)
+    assert set(phases) == {"media", "prefill", "decode_step"}
+    assert all(math.isfinite(ms) and ms > 0 for ms in phases.values())
+
+
+def test_phases_refuse_what_they_cannot_split() -> None:
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--suite", "smoke", "--task", "train/fp32",
+                             "--phases"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--phases takes --impl ours and a generate task" in result.stderr
