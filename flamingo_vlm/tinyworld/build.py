@@ -94,10 +94,10 @@ def build_tiny_world(out_dir: str | os.PathLike, *, seed: int = 0, scale: float 
             lm_text = pool.submit(_write_lm_text, out / "lm", seed, counts, False)
             if progress:
                 print("tiny-world LM corpus and tokenizer text: being written by a second process", file=sys.stderr)
-            train = _write_training_sets(out, seed, counts, image_size, progress, seconds)
+            train, seconds["train"] = _write_training_sets(out, seed, counts, image_size, progress)
             corpus, tokenizer_text, seconds["lm"] = lm_text.result()
     else:
-        train = _write_training_sets(out, seed, counts, image_size, progress, seconds)
+        train, seconds["train"] = _write_training_sets(out, seed, counts, image_size, progress)
         corpus, tokenizer_text, seconds["lm"] = _write_lm_text(out / "lm", seed, counts, progress)
     seconds["train_and_lm_wall"] = time.perf_counter() - start
 
@@ -131,14 +131,14 @@ def build_tiny_world(out_dir: str | os.PathLike, *, seed: int = 0, scale: float 
             "manifest": str(out / "tiny_world.json"), "counts": counts, "seconds": seconds}
 
 
-def _write_training_sets(out: Path, seed: int, counts: dict[str, int], image_size: int, progress: bool,
-                         seconds: dict[str, float]) -> dict[str, str]:
+def _write_training_sets(out: Path, seed: int, counts: dict[str, int], image_size: int,
+                         progress: bool) -> tuple[dict[str, str], float]:
+    """The training shards; returns their brace patterns by kind and the seconds taken."""
     start = time.perf_counter()
     train = build_training_sets(out / "train", seed=seed, num_pairs=counts["num_pairs"],
                                 num_videos=counts["num_videos"], num_documents=counts["num_documents"],
                                 image_size=image_size, progress=progress)
-    seconds["train"] = time.perf_counter() - start
-    return train
+    return train, time.perf_counter() - start
 
 
 def _write_lm_text(lm_dir: Path, seed: int, counts: dict[str, int], progress: bool) -> tuple[Path, Path, float]:
