@@ -77,7 +77,11 @@ def profile_here(suite_name: str, impl_name: str, key: str, reps: int, rows: int
 def generation_phases(suite_name: str, shots: int, reps: int, assets: Path | None = None,
                       steps: int = 19) -> dict[str, float]:
     """Milliseconds (medians) of our greedy query's phases at ``shots`` shots: ``media`` (vision + resampler),
-    ``prefill`` (the prompt through the fused LM, caches built), ``decode_step`` (one token, mean over ``steps``)."""
+    ``prefill`` (the prompt through the fused LM, caches built), ``decode_step`` (one token, mean over ``steps``).
+
+    Raises ``RuntimeError`` if the phases, run one after another, do not produce the tokens ``model.generate``
+    does: what is timed must be the query the benchmark measures.
+    """
     import statistics
     import time
 
@@ -85,7 +89,7 @@ def generation_phases(suite_name: str, shots: int, reps: int, assets: Path | Non
 
     from benchmarks import workloads as W
     from benchmarks.impl_ours import Implementation
-    from flamingo_vlm.model.generation import _CachedDecoder, _prepare
+    from flamingo_vlm.model.generation import _blocked_tokens_bias, _CachedDecoder, _prepare
 
     suite = get_suite(suite_name)
     if assets is None:
@@ -113,17 +117,22 @@ def generation_phases(suite_name: str, shots: int, reps: int, assets: Path | Non
             decoders: list = []
             prefill_ms = timed(lambda: decoders.append(_CachedDecoder(model, ids, mask, media[0], reserve=steps)))
             decoder = decoders[0]
-            token = decoder.logits.argmax(-1)
+            blocked = _blocked_tokens_bias(model, decoder.logits)  # as generate: never <image>, no padded ids
+            tokens = [(decoder.logits + blocked).argmax(-1)]  # each (1,)
 
             def decode() -> None:
-                nonlocal token
                 for _ in range(steps):
-                    token = decoder.step(token).argmax(-1)
+                    tokens.append((decoder.step(tokens[-1]) + blocked).argmax(-1))
 
             step_ms = timed(decode) / steps
             if rep >= 2:
                 for key, value in zip(samples, (media_ms, prefill_ms, step_ms), strict=True):
                     samples[key].append(value)
+        expected = model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=steps + 1,
+                                  stop_at_end_of_chunk=False)  # (1, steps + 1)
+    if torch.cat(tokens).tolist() != expected[0].tolist():
+        raise RuntimeError("The timed phases did not produce model.generate's tokens; the phase timer is out of "
+                           "step with flamingo_vlm.model.generation.")
     return {key: statistics.median(values) for key, values in samples.items()}
 
 

@@ -131,6 +131,7 @@ def test_pairwise_ratios() -> None:
 def test_generation_phases_time_each_phase_of_our_query() -> None:
     from benchmarks.profile import generation_phases
 
+    # generation_phases itself checks that its phases, run in order, give model.generate's tokens.
     phases = generation_phases("smoke", shots=2, reps=1, steps=3)
     assert set(phases) == {"media", "prefill", "decode_step"}
     assert all(math.isfinite(ms) and ms > 0 for ms in phases.values())
