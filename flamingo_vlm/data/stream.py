@@ -152,8 +152,9 @@ class ShardStream(IterableDataset):
     def _build(self, raw: dict[str, Any], builder: SequenceBuilder, epoch: int,
                skipped: Counter) -> TrainingExample | None:
         key, url = raw.get("__key__", "?"), raw.get("__url__", "?")
-        # Augmentation draws depend only on the sample, so any reader layout sees the same sequence.
-        builder.rng.seed(f"{self.seed}/{epoch}/{url}/{key}")
+        # Augmentation draws depend only on the sample, so any reader layout sees the same sequence; on the shard's
+        # file name, not its path, so the same shards copied to another folder give the same run.
+        builder.rng.seed(f"{self.seed}/{self.dataset.name}/{epoch}/{url.rsplit('/', 1)[-1]}/{key}")
         try:
             sample = decode_sample(self.dataset.kind, raw, max_images=self.dataset.max_images_per_sample,
                                    image_processor=self.processor.image_processor)

@@ -204,7 +204,7 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(markdown_table(results, overall=args.overall, reference=reference))
+    print(markdown_table(results, overall=args.overall, reference=reference, metrics=True))
     print(f"\nresults written to {output}", file=sys.stderr)
     return 0
 

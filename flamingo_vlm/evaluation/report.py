@@ -124,10 +124,12 @@ def overall_scores(
 
 
 def markdown_table(results: Mapping[str, Any] | str | os.PathLike, *, overall: bool = False,
-                   reference: Mapping[str, ReferenceScore] | None = None) -> str:
+                   reference: Mapping[str, ReferenceScore] | None = None, metrics: bool = False) -> str:
     """A markdown table: one row per task, one column per shot count, cells ``mean ± std``.
 
-    With ``overall`` a last row gives the normalised overall score (:func:`overall_scores`).
+    With ``metrics`` each task's other metrics follow its row, one row each (VQA accuracy per answer type,
+    captioning's BLEU-4 and ROUGE-L, ...). With ``overall`` a last row gives the normalised overall score
+    (:func:`overall_scores`).
     """
     data = load_results(results)
     shots = sorted({int(row["shots"]) for task in data["tasks"] for row in task["results"]})
@@ -140,6 +142,14 @@ def markdown_table(results: Mapping[str, Any] | str | os.PathLike, *, overall: b
             row = by_shots.get(k)
             cells.append("" if row is None else f"{row['score']:.2f} ± {row.get('std', 0.0):.2f}")
         lines.append(f"| {task['task']} | {task.get('metric', '')} | " + " | ".join(cells) + " |")
+        if metrics:
+            names = list(dict.fromkeys(name for row in task["results"] for name in row.get("metrics", {})))
+            for name in names:
+                cells = []
+                for k in shots:
+                    value = by_shots.get(k, {}).get("metrics", {}).get(name)
+                    cells.append("" if value is None else f"{value['score']:.2f} ± {value.get('std', 0.0):.2f}")
+                lines.append(f"| {task['task']} | {name} | " + " | ".join(cells) + " |")
     if overall:
         scores = overall_scores(data, reference)
         cells = [f"{scores[k]['score']:.2f}" if k in scores else "" for k in shots]

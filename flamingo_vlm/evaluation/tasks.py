@@ -295,8 +295,19 @@ class VQAEvaluator(_OpenEnded):
         return {"question": example.question, "answer": example.demo_answer}
 
     def _finish(self, queries: Sequence[int], outputs: list[str]) -> RunOutput:
-        score = vqa_score(outputs, [self.eval_set[q].answers for q in queries], protocol=self.spec.vqa_protocol)
-        return RunOutput(score, {}, {"vqa_protocol": self.spec.vqa_protocol}, outputs)
+        examples = [self.eval_set[q] for q in queries]
+        protocol = self.spec.vqa_protocol
+        score = vqa_score(outputs, [e.answers for e in examples], protocol=protocol)
+        # Accuracy per answer type, as the official VQAv2 evaluation reports it ("yes/no", "number", "other"):
+        # an average hides a model that answers yes/no questions at chance. Only when every query has a type.
+        by_type: dict[str, list[int]] = {}
+        if all(e.answer_type for e in examples):
+            for position, example in enumerate(examples):
+                by_type.setdefault(example.answer_type, []).append(position)
+        metrics = {kind: vqa_score([outputs[i] for i in positions], [examples[i].answers for i in positions],
+                                   protocol=protocol)
+                   for kind, positions in sorted(by_type.items())}
+        return RunOutput(score, metrics, {"vqa_protocol": protocol}, outputs)
 
 
 class VideoQAEvaluator(_OpenEnded):
@@ -416,7 +427,7 @@ class ClassificationEvaluator(_CloseEnded):
             accuracy = 100.0 * float(np.mean(scores.argmax(1) == labels))
             return RunOutput(100.0 * roc_auc(margin.tolist(), labels.tolist()), {"accuracy": accuracy}, {}, predictions)
         metrics = {}
-        if scores.shape[1] >= 5:
+        if scores.shape[1] > 5:  # top-5 of five classes is always 100%
             metrics["top-5 accuracy"] = 100.0 * topk_accuracy(scores, labels, 5)
         return RunOutput(100.0 * topk_accuracy(scores, labels, 1), metrics, {}, predictions)
 

@@ -144,7 +144,9 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
             "task and shot count, one seed): the paper's protocol (zero-shot = two text-only demonstrations, "
             "beam 3, random demonstrations from a separate support split). The evaluation formats "
             "(`Question: ... Answer:`, `Output:`) and some question wordings never appear in training; the "
-            "made-up words of `novel_words` are bound to shapes only by the prompt's examples.",
+            "made-up words of `novel_words` are bound to shapes only by the prompt's examples. Under each "
+            "task's row, its other metrics: VQA accuracy per answer type (as the official VQAv2 evaluation "
+            "reports it; yes/no has a chance level of 50), captioning's BLEU-4 and ROUGE-L.",
             "",
             table,
             "",

@@ -183,8 +183,8 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         copying = in_context_copying(exported)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
-        write_card(model_dir, card_report, results, markdown_table(results), vision_probe=vision_probe,
-                   image_reliance=reliance, lm_copying=copying, attribute_reading=reading)
+        write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
+                   vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

@@ -68,6 +68,9 @@ def write_caption_jsonl(root: Path, num_images: int = 6) -> Path:
     return path
 
 
+ANSWER_TYPES = ("other", "yes/no", "number")  # write_vqa's question q has type ANSWER_TYPES[q % 3]
+
+
 def write_vqa(root: Path, num_questions: int = 8, num_images: int = 4, split: str = "val2014",
               prefix: str = "") -> tuple[Path, Path, Path]:
     """VQAv2 questions + annotations (10 answers each); two questions per image. -> (questions, annotations, images)."""
@@ -82,7 +85,7 @@ def write_vqa(root: Path, num_questions: int = 8, num_images: int = 4, split: st
                           "question_id": question_id})
         answers = [WORDS[q % 3]] * 6 + [WORDS[(q + 1) % 3]] * 4
         annotations.append({"question_id": question_id, "image_id": image_id, "question_type": "what",
-                            "answer_type": "other", "multiple_choice_answer": answers[0],
+                            "answer_type": ANSWER_TYPES[q % 3], "multiple_choice_answer": answers[0],
                             "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": n + 1}
                                         for n, a in enumerate(answers)]})
     q_path = root / f"{prefix}questions.json"

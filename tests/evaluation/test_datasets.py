@@ -69,6 +69,19 @@ def test_vqav2(tmp_path: Path) -> None:
     assert first.question == "what colour is the red?"
     assert len(first.answers) == 10
     assert first.demo_answer == "red"  # the most frequent of the 10 answers
+    assert [e.answer_type for e in examples] == [fx.ANSWER_TYPES[q % 3] for q in range(6)]
+
+
+def test_vqa_answer_type_is_optional_and_checked(tmp_path: Path) -> None:
+    questions, annotations, images = fx.write_vqa(tmp_path)
+    content = json.loads(annotations.read_text())
+    del content["annotations"][0]["answer_type"]
+    annotations.write_text(json.dumps(content))
+    assert data.load_vqa(questions, annotations, images)[0].answer_type == ""
+    content["annotations"][2]["answer_type"] = 3
+    annotations.write_text(json.dumps(content))
+    with pytest.raises(DataFormatError, match=r"field 'answer_type' of annotations\[2\] must be a string"):
+        data.load_vqa(questions, annotations, images)
 
 
 def test_vqa_plain_string_answers_and_image_pattern(tmp_path: Path) -> None:

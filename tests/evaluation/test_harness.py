@@ -27,6 +27,7 @@ from flamingo_vlm.evaluation.specs import (
     VQATask,
     hateful_memes_task,
 )
+from flamingo_vlm.evaluation.metrics import vqa_score
 from flamingo_vlm.evaluation.tasks import Evaluator, RunOutput, make_evaluator
 from flamingo_vlm.model.generation import score_candidates
 from tests.evaluation import fixtures as fx
@@ -66,6 +67,7 @@ TASKS: dict[str, Callable[[Path], TaskSpec]] = {
 EXPECTED_METRIC = {"captioning": "CIDEr", "vqa": "VQA accuracy", "classification": "top-1 accuracy",
                    "hateful_memes": "ROC-AUC", "video_qa": "top-1 accuracy", "retrieval": "mean recall"}
 EXTRA_METRICS = {"captioning": {"BLEU-4", "ROUGE-L"}, "classification": {"top-5 accuracy"},
+                 "vqa": set(fx.ANSWER_TYPES),  # accuracy per VQAv2 answer type (the fixture has all three)
                  "hateful_memes": {"accuracy"},
                  "retrieval": {f"{d} R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}}
 
@@ -332,3 +334,46 @@ def test_captioning_records_the_ptb_tokenizer_by_default(tiny_model: Flamingo, t
     entry = evaluate(tiny_model, CaptioningTask(annotations=path, images=images), shots=[0], seeds=1, limit=2,
                      progress=False)
     assert entry["settings"]["caption_tokenizer"] == "ptb"
+
+
+def test_vqa_reports_accuracy_per_answer_type(tiny_model: Flamingo, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer type's number is the VQA accuracy of its own questions (so the types' question-weighted mean
+    is the headline score); a file with a question of no type gives no per-type numbers rather than wrong ones."""
+    spec = _vqa(tmp_path)
+    evaluator = make_evaluator(tiny_model, spec, batch_size=4)
+    queries = list(range(len(evaluator.eval_set)))
+    truths = [evaluator.eval_set[q].demo_answer for q in queries]
+    # Right answers to the "other" questions only: "other" 100%, the two other types 0%.
+    answers = {q: truths[q] if evaluator.eval_set[q].answer_type == "other" else "wrong" for q in queries}
+    monkeypatch.setattr(evaluator, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
+    output = evaluator.run(queries, 0, seed=0)
+    counts = {kind: sum(evaluator.eval_set[q].answer_type == kind for q in queries) for kind in fx.ANSWER_TYPES}
+    assert set(output.metrics) == set(fx.ANSWER_TYPES) and min(counts.values()) > 0
+    assert output.metrics["yes/no"] == output.metrics["number"] == 0.0
+    assert output.metrics["other"] == pytest.approx(vqa_score([truths[q] for q in queries
+                                                               if evaluator.eval_set[q].answer_type == "other"],
+                                                              [evaluator.eval_set[q].answers for q in queries
+                                                               if evaluator.eval_set[q].answer_type == "other"]))
+    weighted = sum(output.metrics[k] * n for k, n in counts.items()) / len(queries)
+    assert output.score == pytest.approx(weighted)
+
+    content = json.loads(Path(spec.annotations).read_text())
+    del content["annotations"][0]["answer_type"]
+    Path(spec.annotations).write_text(json.dumps(content))
+    untyped = make_evaluator(tiny_model, spec, batch_size=4)
+    monkeypatch.setattr(untyped, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
+    assert untyped.run(queries, 0, seed=0).metrics == {}
+
+
+def test_top5_accuracy_only_with_more_than_five_classes(tiny_model: Flamingo, tmp_path: Path) -> None:
+    """Of five classes every label is in the top five: a top-5 figure would say 100% about nothing."""
+    path, names = fx.write_classification(tmp_path)
+    queries = list(range(4))
+    assert "top-5 accuracy" in make_evaluator(tiny_model, ClassificationTask(annotations=path, class_names=names,
+                                                                             name="six")).run(queries, 0, 0).metrics
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("\n".join(json.dumps({**line, "label": int(i % 5)}) for i, line in enumerate(lines)) + "\n")
+    names.write_text("\n".join(fx.CLASS_NAMES[:5]) + "\n")
+    five = make_evaluator(tiny_model, ClassificationTask(annotations=path, class_names=names, name="five"))
+    assert five.run(queries, 0, 0).metrics == {}

@@ -43,6 +43,19 @@ def test_markdown_table_has_every_task_and_shot_count() -> None:
     assert len(lines) == 5
 
 
+def test_markdown_table_rows_for_other_metrics() -> None:
+    results = json.loads(json.dumps(RESULTS))
+    okvqa = results["tasks"][0]["results"]
+    okvqa[0]["metrics"] = {"yes/no": {"score": 50.0, "std": 1.0}, "number": {"score": 12.5, "std": 0.0}}
+    okvqa[1]["metrics"] = {"yes/no": {"score": 75.0, "std": 0.0}}  # a metric a shot count lacks: empty cell
+    lines = markdown_table(results, metrics=True).splitlines()
+    assert lines[2] == "| okvqa | VQA accuracy | 27.20 ± 0.50 | 54.40 ± 0.00 |  |"
+    assert lines[3] == "| okvqa | yes/no | 50.00 ± 1.00 | 75.00 ± 0.00 |  |"
+    assert lines[4] == "| okvqa | number | 12.50 ± 0.00 |  |  |"
+    assert lines[5].startswith("| coco | CIDEr |") and len(lines) == 7
+    assert markdown_table(results) == markdown_table(RESULTS)  # without metrics=True: one row per task
+
+
 def test_overall_score_normalises_by_reference() -> None:
     scores = overall_scores(RESULTS)  # the bundled table: okvqa 54.4, coco 143.3
     assert scores[0]["score"] == pytest.approx((50.0 + 100.0) / 2)
@@ -108,6 +121,7 @@ def test_cli_single_vqa_task(tiny_model_dir: Path, tmp_path: Path, capsys: pytes
     assert task["settings"]["max_new_tokens"] == 3 and task["settings"]["device"] == "cpu"
     out = capsys.readouterr().out
     assert "| okvqa | VQA accuracy |" in out and "0-shot" in out and "2-shot" in out
+    assert any(f"| okvqa | {kind} |" in out for kind in fx.ANSWER_TYPES)  # accuracy per answer type below it
 
 
 def test_cli_suite_file_with_named_list(tiny_model_dir: Path, tmp_path: Path,
