@@ -71,7 +71,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                vision_probe: dict[str, dict[str, float]] | None = None,
                image_reliance: dict[str, float] | None = None,
                lm_copying: dict[str, float] | None = None,
-               attribute_reading: dict[str, dict[str, float]] | None = None) -> Path:
+               attribute_reading: dict[str, dict[str, float]] | None = None,
+               copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -135,6 +136,14 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "twice; loss per token, first token of each saying left out; "
                   "`flamingo_vlm.tinyworld.probe.in_context_copying`): "
                   + copying_summary(lm_copying) + ".", ""]
+    if copy_binding:
+        from flamingo_vlm.tinyworld.probe import binding_summary
+
+        lines += ["Whether the model binds a made-up word to an image it was just shown, the easiest form of the "
+                  "novel-word task (examples `<image>Output: word<|endofchunk|>` from its support set, then an exact "
+                  "copy of one example's image; the word it ranks first of the set's words; "
+                  "`flamingo_vlm.tinyworld.probe.copy_binding`): "
+                  + binding_summary(copy_binding, copy_binding_shots) + ".", ""]
     if table:
         demo = (results or {}).get("demo", {})
         lines += [

@@ -19,6 +19,10 @@ the loss of held-out captions given their own images, images shuffled across the
 context? Flamingo's LM is frozen, so the induction heads that copy ([A][B] ... [A] -> [B]) must come from its
 pretraining; without them more examples in a prompt cannot help (the made-up words of the novel-word task, for
 one, can only be copied from the prompt's examples).
+
+:func:`copy_binding` asks whether the images steer that copying: shown a few images each named by a made-up word,
+and then an exact copy of one of them, does the model answer with that image's word more often than picking
+among the prompt's words would? If not, the novel-word task cannot work at any number of shots.
 """
 
 from __future__ import annotations
@@ -287,3 +291,64 @@ def in_context_copying(model: Flamingo, *, runs: int = 64, words_per_run: int = 
 def copying_summary(losses: dict[str, float]) -> str:
     """One line for a model card: ``first saying 7.41, repeated 2.90 nats/token``."""
     return f"first saying {losses['first']:.2f}, repeated {losses['repeated']:.2f} nats/token"
+
+
+def copy_binding_plan(labels: Sequence[str], *, shots: int, trials: int,
+                      seed: int = 0) -> list[tuple[list[int], int]]:
+    """The trials of :func:`copy_binding`: per trial ``shots`` distinct example indices into ``labels`` and the
+    index of the example whose image is asked again (one of them)."""
+    if shots < 1 or trials < 1:
+        raise ValueError(f"copy_binding needs shots >= 1 and trials >= 1, got shots={shots}, trials={trials}.")
+    if shots > len(labels):
+        raise ValueError(f"copy_binding: {shots} shots but only {len(labels)} labelled images to draw from.")
+    if len(set(labels)) < 2:
+        raise ValueError("copy_binding needs images of at least two words (one word leaves nothing to choose).")
+    generator = torch.Generator().manual_seed(seed)
+    plan = []
+    for _ in range(trials):
+        examples = torch.randperm(len(labels), generator=generator)[:shots].tolist()
+        asked = examples[int(torch.randint(shots, (1,), generator=generator))]
+        plan.append((examples, asked))
+    return plan
+
+
+@torch.no_grad()
+def copy_binding(model: Flamingo, annotations: str | Path, *, shots: int = 8, trials: int = 96,
+                 seed: int = 0) -> dict[str, float]:
+    """Does ``model`` bind a made-up word to an image it has just been shown? The easiest form of the novel-word
+    task, and the one every harder form needs.
+
+    ``annotations``: a classification JSONL (``{"image": path relative to the file's folder, "label": word}``,
+    the tiny world's ``novel_words/support/novel_words.jsonl``). Each trial shows ``shots`` of its images as
+    ``<image>Output: word<|endofchunk|>`` and then an exact copy of one of those images with ``<image>Output:``;
+    the model's answer is the word (of all the file's words) whose `` word`` it gives the highest probability.
+    Returns ``copy`` (how often that is the word the copied image was shown with) and ``shown`` (how often picking
+    uniformly among the distinct words the prompt shows would be: what copying some word of the prompt gets
+    without looking at the images). ``copy`` near ``shown`` means the images play no part in which word is
+    copied: the cross-attention's information does not reach the frozen LM's copying.
+    """
+    from flamingo_vlm.model.generation import score_candidates
+
+    path = Path(annotations)
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    labels = [str(record["label"]) for record in records]
+    words = sorted(set(labels))
+    plan = copy_binding_plan(labels, shots=shots, trials=trials, seed=seed)
+    media, end_of_chunk = model.config.media_token, model.config.end_of_chunk_token
+    model.eval()
+    right, shown = 0, 0.0
+    for examples, asked in plan:
+        prompt = "".join(f"{media}Output: {labels[i]}{end_of_chunk}" for i in examples) + f"{media}Output:"
+        images = [Image.open(path.parent / records[i]["image"]).convert("RGB") for i in [*examples, asked]]
+        inputs = model.processor(prompt, images=images)
+        scores = score_candidates(model, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
+                                  inputs["frame_mask"], candidates=[" " + word for word in words])  # (1, K)
+        right += words[int(scores[0].argmax())] == labels[asked]
+        shown += 1 / len({labels[i] for i in examples})
+    return {"copy": right / trials, "shown": shown / trials}
+
+
+def binding_summary(results: dict[str, float], shots: int) -> str:
+    """One line for a model card: ``the copy's word 24% (uniform over the prompt's words 25%), 8 examples``."""
+    return (f"the copied image's word {100 * results['copy']:.0f}% (picking uniformly among the prompt's words: "
+            f"{100 * results['shown']:.0f}%), {shots} examples")

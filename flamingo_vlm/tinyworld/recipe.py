@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do n
 
 RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
+CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 
 
 @dataclass
@@ -181,10 +182,12 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         reading = attribute_reading(exported, _single_object_folders(paths)) if vision_probe else None
         reliance = image_reliance(exported, paths["eval"]["coco"]["eval"]["captions"])
         copying = in_context_copying(exported)
+        binding = _binding_if_enough_images(exported, paths)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
-                   vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading)
+                   vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
+                   copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():
@@ -238,6 +241,19 @@ def _probe_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[str,
         print(f"card: vision probe skipped ({count} single-object images; it needs at least 20)")
         return None
     return probe_vision(model, folders)
+
+
+def _binding_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[str, float] | None:
+    """The card's copy-binding probe on the novel-word support set; None (and said) when it is too small."""
+    from flamingo_vlm.tinyworld.probe import copy_binding
+
+    annotations = Path(paths["eval"]["novel_words"]["support"]["jsonl"])
+    count = len(annotations.read_text().splitlines())
+    if count < CARD_BINDING_SHOTS:
+        print(f"card: copy-binding probe skipped ({count} novel-word support images; it needs "
+              f"{CARD_BINDING_SHOTS})")
+        return None
+    return copy_binding(model, annotations, shots=CARD_BINDING_SHOTS)
 
 
 def _single_object_folders(paths: dict[str, Any]) -> list[Path]:

@@ -16,6 +16,9 @@ from flamingo_vlm.tinyworld.probe import (
     READ_ATTRIBUTES,
     _linear_probe,
     attribute_reading,
+    binding_summary,
+    copy_binding,
+    copy_binding_plan,
     copying_prompts,
     copying_summary,
     image_reliance,
@@ -181,3 +184,68 @@ def test_in_context_copying_tells_a_copying_lm_from_one_that_cannot(
     copied = in_context_copying(model, runs=8, words_per_run=3)
     assert copied["repeated"] < 0.01 and copied["first"] > 1.0
     assert "repeated 0.00" in copying_summary(copied)
+
+
+def test_copy_binding_plan_asks_again_one_of_the_shown_images() -> None:
+    labels = ["dax", "wug", "fep", "dax", "wug", "fep", "dax"]
+    plan = copy_binding_plan(labels, shots=4, trials=50, seed=1)
+    assert len(plan) == 50 and plan == copy_binding_plan(labels, shots=4, trials=50, seed=1)
+    assert plan != copy_binding_plan(labels, shots=4, trials=50, seed=2)
+    for examples, asked in plan:
+        assert len(set(examples)) == 4 and asked in examples and all(0 <= i < len(labels) for i in examples)
+    assert len({asked for _, asked in plan}) > 3  # not always the same image
+    with pytest.raises(ValueError, match="only 7 labelled images"):
+        copy_binding_plan(labels, shots=8, trials=1)
+    with pytest.raises(ValueError, match="at least two words"):
+        copy_binding_plan(["dax"] * 5, shots=2, trials=1)
+    with pytest.raises(ValueError, match="shots >= 1"):
+        copy_binding_plan(labels, shots=0, trials=1)
+
+
+def test_copy_binding_scores_the_plan(lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
+    import json
+
+    build_eval_sets(tmp_path, seed=5, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
+                    num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
+    annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
+    labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
+    model = build(lm_dirs["llama"], clip_dir)
+    results = copy_binding(model, annotations, shots=3, trials=6, seed=0)
+    plan = copy_binding_plan(labels, shots=3, trials=6, seed=0)
+    assert results["shown"] == pytest.approx(sum(1 / len({labels[i] for i in ex}) for ex, _ in plan) / 6)
+    assert results["copy"] * 6 == pytest.approx(round(results["copy"] * 6))  # a count of trials
+    assert 0.0 <= results["copy"] <= 1.0
+    assert copy_binding(model, annotations, shots=1, trials=2)["shown"] == 1.0  # one example: one word shown
+    assert "uniformly" in binding_summary(results, 3)
+
+
+def test_copy_binding_is_perfect_for_a_model_that_matches_images(lm_dirs: dict[str, str], clip_dir: str,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An oracle that answers with the word shown with the query's identical image scores 1; one that always
+    answers the first example's word scores how often that is the asked image's word."""
+    import json
+    import re
+
+    from flamingo_vlm.model import generation
+
+    build_eval_sets(tmp_path, seed=6, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
+                    num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
+    annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
+    labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
+    model = build(lm_dirs["llama"], clip_dir)
+    first_word = {"blind": False}
+
+    def oracle(_: object, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+               frame_mask: torch.Tensor, *, candidates: list[str], **__: object) -> torch.Tensor:
+        shown = re.findall(r"Output: (\S+?)<\|endofchunk\|>", model.processor.tokenizer.decode(input_ids[0]))
+        same = [i for i in range(len(shown)) if torch.equal(pixel_values[i], pixel_values[-1])]
+        answer = shown[0] if first_word["blind"] else shown[same[0]]
+        return torch.tensor([[10.0 if c == " " + answer else 0.0 for c in candidates]])
+
+    monkeypatch.setattr(generation, "score_candidates", oracle)
+    assert copy_binding(model, annotations, shots=4, trials=10)["copy"] == 1.0
+    first_word["blind"] = True
+    plan = copy_binding_plan(labels, shots=4, trials=10)
+    expected = sum(labels[examples[0]] == labels[asked] for examples, asked in plan) / 10
+    assert copy_binding(model, annotations, shots=4, trials=10)["copy"] == pytest.approx(expected) and expected < 1
