@@ -313,42 +313,48 @@ def copy_binding_plan(labels: Sequence[str], *, shots: int, trials: int,
 
 
 @torch.no_grad()
-def copy_binding(model: Flamingo, annotations: str | Path, *, shots: int = 8, trials: int = 96,
-                 seed: int = 0) -> dict[str, float]:
+def copy_binding(model: Flamingo, annotations: str | Path, class_names: str | Path | Sequence[str], *,
+                 shots: int = 8, trials: int = 96, seed: int = 0) -> dict[str, float]:
     """Does ``model`` bind a made-up word to an image it has just been shown? The easiest form of the novel-word
     task, and the one every harder form needs.
 
-    ``annotations``: a classification JSONL (``{"image": path relative to the file's folder, "label": word}``,
-    the tiny world's ``novel_words/support/novel_words.jsonl``). Each trial shows ``shots`` of its images as
-    ``<image>Output: word<|endofchunk|>`` and then an exact copy of one of those images with ``<image>Output:``;
-    the model's answer is the word (of all the file's words) whose `` word`` it gives the highest probability.
-    Returns ``copy`` (how often that is the word the copied image was shown with) and ``shown`` (how often picking
-    uniformly among the distinct words the prompt shows would be: what copying some word of the prompt gets
-    without looking at the images). ``copy`` near ``shown`` means the images play no part in which word is
-    copied: the cross-attention's information does not reach the frozen LM's copying.
+    ``annotations`` and ``class_names``: a classification JSONL and its class names, as the evaluation harness
+    reads them (the tiny world's ``novel_words/support/novel_words.jsonl`` and ``novel_words_classes.json``).
+    Each trial shows ``shots`` of its images as ``<image>Output: word<|endofchunk|>`` and then an exact copy of one
+    of those images with ``<image>Output:``; the model's answer is the class name whose `` word`` it gives the
+    highest probability. Returns ``copy`` (how often that is the word the copied image was shown with) and
+    ``shown`` (how often picking uniformly among the distinct words the prompt shows would be: what copying some
+    word of the prompt gets without looking at the images). ``copy`` near ``shown`` means the images play no part
+    in which word is copied: the cross-attention's information does not reach the frozen LM's copying.
     """
+    from flamingo_vlm.evaluation.datasets import load_classification
     from flamingo_vlm.model.generation import score_candidates
 
-    path = Path(annotations)
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    labels = [str(record["label"]) for record in records]
-    words = sorted(set(labels))
+    examples, words = load_classification(annotations, class_names)
+    labels = [words[example.label] for example in examples]
     plan = copy_binding_plan(labels, shots=shots, trials=trials, seed=seed)
     media, end_of_chunk = model.config.media_token, model.config.end_of_chunk_token
+    images: dict[int, Image.Image] = {}  # each file decoded once, however many trials show it
+
+    def image(i: int) -> Image.Image:
+        if i not in images:
+            images[i] = Image.open(examples[i].image).convert("RGB")
+        return images[i]
+
     model.eval()
     right, shown = 0, 0.0
-    for examples, asked in plan:
-        prompt = "".join(f"{media}Output: {labels[i]}{end_of_chunk}" for i in examples) + f"{media}Output:"
-        images = [Image.open(path.parent / records[i]["image"]).convert("RGB") for i in [*examples, asked]]
-        inputs = model.processor(prompt, images=images)
+    for shown_examples, asked in plan:
+        prompt = "".join(f"{media}Output: {labels[i]}{end_of_chunk}" for i in shown_examples) + f"{media}Output:"
+        inputs = model.processor(prompt, images=[image(i) for i in [*shown_examples, asked]])
         scores = score_candidates(model, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
                                   inputs["frame_mask"], candidates=[" " + word for word in words])  # (1, K)
         right += words[int(scores[0].argmax())] == labels[asked]
-        shown += 1 / len({labels[i] for i in examples})
+        shown += 1 / len({labels[i] for i in shown_examples})
     return {"copy": right / trials, "shown": shown / trials}
 
 
 def binding_summary(results: dict[str, float], shots: int) -> str:
-    """One line for a model card: ``the copy's word 24% (uniform over the prompt's words 25%), 8 examples``."""
+    """One line for a model card: ``the copied image's word 24% (picking uniformly among the prompt's words:
+    25%), 8 examples``."""
     return (f"the copied image's word {100 * results['copy']:.0f}% (picking uniformly among the prompt's words: "
             f"{100 * results['shown']:.0f}%), {shots} examples")

@@ -247,13 +247,14 @@ def _binding_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[st
     """The card's copy-binding probe on the novel-word support set; None (and said) when it is too small."""
     from flamingo_vlm.tinyworld.probe import copy_binding
 
-    annotations = Path(paths["eval"]["novel_words"]["support"]["jsonl"])
+    support = paths["eval"]["novel_words"]["support"]
+    annotations = Path(support["jsonl"])
     count = len(annotations.read_text().splitlines())
     if count < CARD_BINDING_SHOTS:
         print(f"card: copy-binding probe skipped ({count} novel-word support images; it needs "
               f"{CARD_BINDING_SHOTS})")
         return None
-    return copy_binding(model, annotations, shots=CARD_BINDING_SHOTS)
+    return copy_binding(model, annotations, support["classes"], shots=CARD_BINDING_SHOTS)
 
 
 def _single_object_folders(paths: dict[str, Any]) -> list[Path]:

@@ -208,14 +208,15 @@ def test_copy_binding_scores_the_plan(lm_dirs: dict[str, str], clip_dir: str, tm
     build_eval_sets(tmp_path, seed=5, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
                     num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
     annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
+    classes = tmp_path / "novel_words" / "support" / "novel_words_classes.json"
     labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
     model = build(lm_dirs["llama"], clip_dir)
-    results = copy_binding(model, annotations, shots=3, trials=6, seed=0)
+    results = copy_binding(model, annotations, classes, shots=3, trials=6, seed=0)
     plan = copy_binding_plan(labels, shots=3, trials=6, seed=0)
     assert results["shown"] == pytest.approx(sum(1 / len({labels[i] for i in ex}) for ex, _ in plan) / 6)
     assert results["copy"] * 6 == pytest.approx(round(results["copy"] * 6))  # a count of trials
     assert 0.0 <= results["copy"] <= 1.0
-    assert copy_binding(model, annotations, shots=1, trials=2)["shown"] == 1.0  # one example: one word shown
+    assert copy_binding(model, annotations, classes, shots=1, trials=2)["shown"] == 1.0  # one example: one word shown
     assert "uniformly" in binding_summary(results, 3)
 
 
@@ -232,6 +233,7 @@ def test_copy_binding_is_perfect_for_a_model_that_matches_images(lm_dirs: dict[s
     build_eval_sets(tmp_path, seed=6, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
                     num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
     annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
+    classes = tmp_path / "novel_words" / "support" / "novel_words_classes.json"
     labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
     model = build(lm_dirs["llama"], clip_dir)
     first_word = {"blind": False}
@@ -244,8 +246,8 @@ def test_copy_binding_is_perfect_for_a_model_that_matches_images(lm_dirs: dict[s
         return torch.tensor([[10.0 if c == " " + answer else 0.0 for c in candidates]])
 
     monkeypatch.setattr(generation, "score_candidates", oracle)
-    assert copy_binding(model, annotations, shots=4, trials=10)["copy"] == 1.0
+    assert copy_binding(model, annotations, classes, shots=4, trials=10)["copy"] == 1.0
     first_word["blind"] = True
     plan = copy_binding_plan(labels, shots=4, trials=10)
     expected = sum(labels[examples[0]] == labels[asked] for examples, asked in plan) / 10
-    assert copy_binding(model, annotations, shots=4, trials=10)["copy"] == pytest.approx(expected) and expected < 1
+    assert copy_binding(model, annotations, classes, shots=4, trials=10)["copy"] == pytest.approx(expected) and expected < 1
