@@ -202,14 +202,19 @@ def test_copy_binding_plan_asks_again_one_of_the_shown_images() -> None:
         copy_binding_plan(labels, shots=0, trials=1)
 
 
-def test_copy_binding_scores_the_plan(lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
+def _novel_word_support(root: Path, seed: int) -> tuple[Path, Path, list[str]]:
+    """A 12-image novel-word support set: its JSONL, its class-name file and its labels in file order."""
     import json
 
-    build_eval_sets(tmp_path, seed=5, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
+    build_eval_sets(root, seed=seed, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
                     num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
-    annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
-    classes = tmp_path / "novel_words" / "support" / "novel_words_classes.json"
+    annotations = root / "novel_words" / "support" / "novel_words.jsonl"
     labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
+    return annotations, root / "novel_words" / "support" / "novel_words_classes.json", labels
+
+
+def test_copy_binding_scores_the_plan(lm_dirs: dict[str, str], clip_dir: str, tmp_path: Path) -> None:
+    annotations, classes, labels = _novel_word_support(tmp_path, seed=5)
     model = build(lm_dirs["llama"], clip_dir)
     results = copy_binding(model, annotations, classes, shots=3, trials=6, seed=0)
     plan = copy_binding_plan(labels, shots=3, trials=6, seed=0)
@@ -225,16 +230,11 @@ def test_copy_binding_is_perfect_for_a_model_that_matches_images(lm_dirs: dict[s
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """An oracle that answers with the word shown with the query's identical image scores 1; one that always
     answers the first example's word scores how often that is the asked image's word."""
-    import json
     import re
 
     from flamingo_vlm.model import generation
 
-    build_eval_sets(tmp_path, seed=6, image_size=32, progress=False, num_captioning=2, num_vqa_images=2,
-                    num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=12)
-    annotations = tmp_path / "novel_words" / "support" / "novel_words.jsonl"
-    classes = tmp_path / "novel_words" / "support" / "novel_words_classes.json"
-    labels = [json.loads(line)["label"] for line in annotations.read_text().splitlines()]
+    annotations, classes, labels = _novel_word_support(tmp_path, seed=6)
     model = build(lm_dirs["llama"], clip_dir)
     first_word = {"blind": False}
 
