@@ -72,7 +72,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                image_reliance: dict[str, float] | None = None,
                lm_copying: dict[str, float] | None = None,
                attribute_reading: dict[str, dict[str, float]] | None = None,
-               copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8) -> Path:
+               copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8,
+               lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -136,6 +137,14 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "twice; loss per token, first token of each saying left out; "
                   "`flamingo_vlm.tinyworld.probe.in_context_copying`): "
                   + copying_summary(lm_copying) + ".", ""]
+    if lm_recall:
+        from flamingo_vlm.tinyworld.probe import recall_summary
+
+        lines += ["Whether the model picks a word of its context by what came before it, which naming an image by "
+                  "the examples needs (text only, as above; chunks `key: value` of made-up words, or `a green "
+                  "star. this is a value.`, then one key or description again; the value it ranks first; "
+                  "`flamingo_vlm.tinyworld.probe.in_context_recall`): "
+                  + recall_summary(lm_recall, lm_recall_pairs) + ".", ""]
     if copy_binding:
         from flamingo_vlm.tinyworld.probe import binding_summary
 

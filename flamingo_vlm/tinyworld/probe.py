@@ -20,6 +20,10 @@ context? Flamingo's LM is frozen, so the induction heads that copy ([A][B] ... [
 pretraining; without them more examples in a prompt cannot help (the made-up words of the novel-word task, for
 one, can only be copied from the prompt's examples).
 
+:func:`in_context_recall` asks the frozen LM the next question: can it pick *which* word to copy by what came
+before it (``key: value`` pairs, then a key again)? Naming an image by the examples needs exactly that, with the
+key written by the cross-attention instead of in words.
+
 :func:`copy_binding` asks whether the images steer that copying: shown a few images each named by a made-up word,
 and then an exact copy of one of them, does the model answer with that image's word more often than picking
 among the prompt's words would? If not, the novel-word task cannot work at any number of shots.
@@ -37,7 +41,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from flamingo_vlm.model.flamingo import Flamingo
+from flamingo_vlm.tinyworld.corpus import _a
 from flamingo_vlm.tinyworld.datasets import reserved_eval_words
+from flamingo_vlm.tinyworld.scene import Colour, Shape
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -291,6 +297,77 @@ def in_context_copying(model: Flamingo, *, runs: int = 64, words_per_run: int = 
 def copying_summary(losses: dict[str, float]) -> str:
     """One line for a model card: ``first saying 7.41, repeated 2.90 nats/token``."""
     return f"first saying {losses['first']:.2f}, repeated {losses['repeated']:.2f} nats/token"
+
+
+RECALL_FORMS = ("key_value", "described")
+
+
+def recall_prompts(*, trials: int = 64, pairs: int = 4, seed: int = 0,
+                   end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, list[tuple[str, list[str], int]]]:
+    """The text-only trials of :func:`in_context_recall`: per form, ``trials`` of ``(prompt, values, answer)``.
+
+    ``key_value``: ``pairs`` chunks ``key: value`` of made-up words from the pool reserved for evaluation, then one
+    of the keys again (``key:``); ``described``: ``pairs`` chunks ``a green star. this is a value.`` (one shape each,
+    the corpus's own way of naming a thing), then one of the descriptions again (``... this is a``): the novel-word
+    task with the image written out in words. ``values`` are the candidates (with no leading space), ``answer`` the
+    index of the right one. The same value never names two keys in a trial, so only recall by key answers it.
+    """
+    if trials < 1 or pairs < 2:
+        raise ValueError(f"in_context_recall needs trials >= 1 and pairs >= 2, got trials={trials}, pairs={pairs}.")
+    if pairs > len(Shape):
+        raise ValueError(f"in_context_recall: {pairs} pairs but only {len(Shape)} shapes to describe.")
+    pool = sorted(reserved_eval_words())
+    shapes, colours = [str(s) for s in Shape], [str(c) for c in Colour]
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(n: int, items: Sequence[str]) -> list[str]:
+        return [items[i] for i in torch.randperm(len(items), generator=generator)[:n].tolist()]
+
+    forms: dict[str, list[tuple[str, list[str], int]]] = {form: [] for form in RECALL_FORMS}
+    for _ in range(trials):
+        words = draw(2 * pairs, pool)
+        keys, values = words[:pairs], words[pairs:]
+        asked = int(torch.randint(pairs, (1,), generator=generator))
+        chunks = [f"{key}: {value}{end_of_chunk_token}" for key, value in zip(keys, values, strict=True)]
+        forms["key_value"].append(("".join(chunks) + f"{keys[asked]}:", values, asked))
+        things = [f"{_a(colour + ' ' + shape)}." for colour, shape in
+                  zip([draw(1, colours)[0] for _ in range(pairs)], draw(pairs, shapes), strict=True)]
+        chunks = [f"{thing} this is a {value}.{end_of_chunk_token}" for thing, value in zip(things, values, strict=True)]
+        forms["described"].append(("".join(chunks) + f"{things[asked]} this is a", values, asked))
+    return forms
+
+
+@torch.no_grad()
+def in_context_recall(model: Flamingo, *, trials: int = 64, pairs: int = 4, seed: int = 0) -> dict[str, float]:
+    """Can the frozen LM recall a value by its key? Few-shot naming needs it: the novel-word task's words can only
+    be picked by matching the query image against the examples' images, and the LM's heads must do that match on
+    whatever the cross-attention writes. This asks the same in text, where nothing but the LM is involved
+    (:func:`recall_prompts`; the frozen LM plus the gated dense layers, as :func:`in_context_copying`): the model's
+    answer is the candidate value it gives the highest probability. Returns the accuracy per form and ``chance``
+    (``1 / pairs``). Recall at chance while copying works (:func:`in_context_copying`) means the LM copies *a*
+    word of its context but cannot pick it by what came before it: binding cannot work with images either."""
+    from flamingo_vlm.model.generation import score_candidates
+
+    model.eval()
+    results: dict[str, float] = {}
+    forms = recall_prompts(trials=trials, pairs=pairs, seed=seed, end_of_chunk_token=model.config.end_of_chunk_token)
+    for form, rows in forms.items():
+        right = 0
+        for prompt, values, answer in rows:
+            inputs = model.processor(prompt)
+            scores = score_candidates(model, inputs["input_ids"], inputs["attention_mask"], None, None,
+                                      candidates=[" " + value for value in values])  # (1, pairs)
+            right += int(scores[0].argmax()) == answer
+        results[form] = right / trials
+    results["chance"] = 1 / pairs
+    return results
+
+
+def recall_summary(results: dict[str, float], pairs: int) -> str:
+    """One line for a model card: ``a made-up key's value 30%, a described shape's made-up name 21% (chance 25%),
+    4 pairs``."""
+    return (f"a made-up key's value {100 * results['key_value']:.0f}%, a described shape's made-up name "
+            f"{100 * results['described']:.0f}% (chance {100 * results['chance']:.0f}%), {pairs} pairs")
 
 
 def copy_binding_plan(labels: Sequence[str], *, shots: int, trials: int,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do n
 RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
+CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
 
 
 @dataclass
@@ -175,19 +176,26 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         results = run_demo(str(model_dir), output=root / "demo.html", progress=False, limit=config.card_limit)
         from flamingo_vlm import Flamingo
-        from flamingo_vlm.tinyworld.probe import attribute_reading, image_reliance, in_context_copying
+        from flamingo_vlm.tinyworld.probe import (
+            attribute_reading,
+            image_reliance,
+            in_context_copying,
+            in_context_recall,
+        )
 
         exported = Flamingo.from_pretrained(model_dir)  # one load for the diagnostics
         vision_probe = _probe_if_enough_images(exported, paths)
         reading = attribute_reading(exported, _single_object_folders(paths)) if vision_probe else None
         reliance = image_reliance(exported, paths["eval"]["coco"]["eval"]["captions"])
         copying = in_context_copying(exported)
+        recall = in_context_recall(exported, pairs=CARD_RECALL_PAIRS)
         binding = _binding_if_enough_images(exported, paths)
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
                    vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
-                   copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS)
+                   copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS, lm_recall=recall,
+                   lm_recall_pairs=CARD_RECALL_PAIRS)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

@@ -10,6 +10,7 @@ import torch
 from flamingo_vlm.model.flamingo import FlamingoOutput
 from flamingo_vlm.tinyworld.datasets import reserved_eval_words
 from flamingo_vlm.tinyworld.evalsets import build_eval_sets
+from flamingo_vlm.tinyworld.scene import Shape
 from flamingo_vlm.tinyworld.probe import (
     ATTRIBUTES,
     IMAGE_CONDITIONS,
@@ -23,9 +24,12 @@ from flamingo_vlm.tinyworld.probe import (
     copying_summary,
     image_reliance,
     in_context_copying,
+    in_context_recall,
     probe_summary,
     probe_vision,
     reading_summary,
+    recall_prompts,
+    recall_summary,
     reliance_summary,
 )
 from tests.model.helpers import build
@@ -184,6 +188,61 @@ def test_in_context_copying_tells_a_copying_lm_from_one_that_cannot(
     copied = in_context_copying(model, runs=8, words_per_run=3)
     assert copied["repeated"] < 0.01 and copied["first"] > 1.0
     assert "repeated 0.00" in copying_summary(copied)
+
+
+def test_recall_prompts_ask_again_one_key_whose_value_only_its_pair_gives() -> None:
+    forms = recall_prompts(trials=40, pairs=3, seed=1, end_of_chunk_token="<E>")
+    assert forms == recall_prompts(trials=40, pairs=3, seed=1, end_of_chunk_token="<E>")
+    assert forms != recall_prompts(trials=40, pairs=3, seed=2, end_of_chunk_token="<E>")
+    assert set(forms) == {"key_value", "described"}
+    for form, rows in forms.items():
+        assert len(rows) == 40 and len({answer for _, _, answer in rows}) == 3  # every position gets asked
+        for prompt, values, answer in rows:
+            *pairs, query = prompt.split("<E>")
+            assert len(pairs) == 3 and len(set(values)) == 3 and set(values) <= reserved_eval_words()
+            keys = [pair.rsplit(" ", 1)[0] for pair in pairs]  # "key:" or "a red star. this is a"
+            assert len(set(keys)) == 3 and query == keys[answer]  # the query is one pair's key, said again
+            assert [pair.rsplit(" ", 1)[1].rstrip(".") for pair in pairs] == values
+            if form == "described":
+                assert query.endswith(" this is a") and query.split(" ")[2].rstrip(".") in {str(s) for s in Shape}
+    with pytest.raises(ValueError, match="pairs >= 2"):
+        recall_prompts(pairs=1)
+    with pytest.raises(ValueError, match="shapes to describe"):
+        recall_prompts(pairs=len(Shape) + 1)
+
+
+def test_in_context_recall_is_perfect_for_a_model_that_recalls_by_key(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An oracle that answers with the value said after the query's key scores 1 on both forms; one that always
+    answers the first pair's value scores how often the first pair is asked; a tiny random LM runs through."""
+    from flamingo_vlm.model import generation
+
+    model = build(lm_dirs["llama"], clip_dir)
+    fresh = in_context_recall(model, trials=4, pairs=2)
+    assert set(fresh) == {"key_value", "described", "chance"} and fresh["chance"] == 0.5
+    assert all(fresh[form] * 4 == round(fresh[form] * 4) for form in ("key_value", "described"))  # trial counts
+    end_of_chunk = model.config.end_of_chunk_token
+    blind = {"on": False}
+
+    def oracle(_: object, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None,
+               frame_mask: torch.Tensor | None, *, candidates: list[str], **__: object) -> torch.Tensor:
+        assert pixel_values is None  # text only
+        tokenizer = model.processor.tokenizer
+        text = tokenizer.decode(input_ids[0], skip_special_tokens=False).removeprefix(tokenizer.bos_token or "")
+        *pairs, query = text.split(end_of_chunk)
+        said = [pair.rsplit(" ", 1) for pair in pairs]
+        answer = said[0][1] if blind["on"] else next(value for key, value in said if key == query)
+        return torch.tensor([[10.0 if c.strip() == answer.rstrip(".") else 0.0 for c in candidates]])
+
+    monkeypatch.setattr(generation, "score_candidates", oracle)
+    assert in_context_recall(model, trials=12, pairs=3) == {"key_value": 1.0, "described": 1.0, "chance": 1 / 3}
+    blind["on"] = True
+    forms = recall_prompts(trials=12, pairs=3, end_of_chunk_token=end_of_chunk)
+    expected = {form: sum(answer == 0 for _, _, answer in rows) / 12 for form, rows in forms.items()}
+    scored = in_context_recall(model, trials=12, pairs=3)
+    assert scored["key_value"] == pytest.approx(expected["key_value"]) and expected["key_value"] < 1
+    assert scored["described"] == pytest.approx(expected["described"]) and expected["described"] < 1
+    assert recall_summary(scored, 3).endswith("(chance 33%), 3 pairs")
 
 
 def test_copy_binding_plan_asks_again_one_of_the_shown_images() -> None:
