@@ -332,7 +332,8 @@ def recall_prompts(*, trials: int = 64, pairs: int = 4, seed: int = 0,
         forms["key_value"].append(("".join(chunks) + f"{keys[asked]}:", values, asked))
         things = [f"{_a(colour + ' ' + shape)}." for colour, shape in
                   zip([draw(1, colours)[0] for _ in range(pairs)], draw(pairs, shapes), strict=True)]
-        chunks = [f"{thing} this is a {value}.{end_of_chunk_token}" for thing, value in zip(things, values, strict=True)]
+        chunks = [f"{thing} this is a {value}.{end_of_chunk_token}"
+                  for thing, value in zip(things, values, strict=True)]
         forms["described"].append(("".join(chunks) + f"{things[asked]} this is a", values, asked))
     return forms
 
