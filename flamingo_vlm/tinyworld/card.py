@@ -141,8 +141,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         from flamingo_vlm.tinyworld.probe import recall_summary
 
         lines += ["Whether the model picks a word of its context by what came before it, which naming an image by "
-                  "the examples needs (text only, as above; chunks `key: value` of made-up words, or `a green "
-                  "star. this is a value.`, then one key or description again; the value it ranks first; "
+                  "the examples needs (text only, as above; chunks `key value` or `key: value` of made-up words, or "
+                  "`a green star. this is a value.`, then one key or description again; the value it ranks first; "
                   "`flamingo_vlm.tinyworld.probe.in_context_recall`): "
                   + recall_summary(lm_recall, lm_recall_pairs) + ".", ""]
     if copy_binding:

@@ -299,18 +299,20 @@ def copying_summary(losses: dict[str, float]) -> str:
     return f"first saying {losses['first']:.2f}, repeated {losses['repeated']:.2f} nats/token"
 
 
-RECALL_FORMS = ("key_value", "described")
+RECALL_FORMS = ("adjacent", "key_value", "described")
 
 
 def recall_prompts(*, trials: int = 64, pairs: int = 4, seed: int = 0,
                    end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, list[tuple[str, list[str], int]]]:
     """The text-only trials of :func:`in_context_recall`: per form, ``trials`` of ``(prompt, values, answer)``.
 
-    ``key_value``: ``pairs`` chunks ``key: value`` of made-up words from the pool reserved for evaluation, then one
-    of the keys again (``key:``); ``described``: ``pairs`` chunks ``a green star. this is a value.`` (one shape each,
-    the corpus's own way of naming a thing), then one of the descriptions again (``... this is a``): the novel-word
-    task with the image written out in words. ``values`` are the candidates (with no leading space), ``answer`` the
-    index of the right one. The same value never names two keys in a trial, so only recall by key answers it.
+    ``adjacent``: ``pairs`` chunks ``key value`` of made-up words from the pool reserved for evaluation, then one of
+    the keys again: plain induction ([A][B] ... [A] -> [B]); ``key_value``: the same with ``key: value`` and ``key:``,
+    where every value follows the same token and the key must be matched one token back; ``described``: ``pairs``
+    chunks ``a green star. this is a value.`` (one shape each, the corpus's own way of naming a thing), then one of
+    the descriptions again (``... this is a``): the novel-word task with the image written out in words. ``values``
+    are the candidates (with no leading space), ``answer`` the index of the right one. The same value never names
+    two keys in a trial, so only recall by key answers it.
     """
     if trials < 1 or pairs < 2:
         raise ValueError(f"in_context_recall needs trials >= 1 and pairs >= 2, got trials={trials}, pairs={pairs}.")
@@ -328,8 +330,9 @@ def recall_prompts(*, trials: int = 64, pairs: int = 4, seed: int = 0,
         words = draw(2 * pairs, pool)
         keys, values = words[:pairs], words[pairs:]
         asked = int(torch.randint(pairs, (1,), generator=generator))
-        chunks = [f"{key}: {value}{end_of_chunk_token}" for key, value in zip(keys, values, strict=True)]
-        forms["key_value"].append(("".join(chunks) + f"{keys[asked]}:", values, asked))
+        for form, separator in (("adjacent", ""), ("key_value", ":")):
+            chunks = [f"{key}{separator} {value}{end_of_chunk_token}" for key, value in zip(keys, values, strict=True)]
+            forms[form].append(("".join(chunks) + f"{keys[asked]}{separator}", values, asked))
         things = [f"{_a(colour + ' ' + shape)}." for colour, shape in
                   zip([draw(1, colours)[0] for _ in range(pairs)], draw(pairs, shapes), strict=True)]
         chunks = [f"{thing} this is a {value}.{end_of_chunk_token}"
@@ -346,7 +349,9 @@ def in_context_recall(model: Flamingo, *, trials: int = 64, pairs: int = 4, seed
     (:func:`recall_prompts`; the frozen LM plus the gated dense layers, as :func:`in_context_copying`): the model's
     answer is the candidate value it gives the highest probability. Returns the accuracy per form and ``chance``
     (``1 / pairs``). Recall at chance while copying works (:func:`in_context_copying`) means the LM copies *a*
-    word of its context but cannot pick it by what came before it: binding cannot work with images either."""
+    word of its context but cannot pick it by what came before it. In a few-shot prompt (``<image>Output: word``)
+    every word follows the same tokens, so only what the cross-attention writes there can tell the examples
+    apart: the LM's heads must match on it as ``adjacent`` matches on the key token."""
     from flamingo_vlm.model.generation import score_candidates
 
     model.eval()
@@ -365,10 +370,11 @@ def in_context_recall(model: Flamingo, *, trials: int = 64, pairs: int = 4, seed
 
 
 def recall_summary(results: dict[str, float], pairs: int) -> str:
-    """One line for a model card: ``a made-up key's value 30%, a described shape's made-up name 21% (chance 25%),
-    4 pairs``."""
-    return (f"a made-up key's value {100 * results['key_value']:.0f}%, a described shape's made-up name "
-            f"{100 * results['described']:.0f}% (chance {100 * results['chance']:.0f}%), {pairs} pairs")
+    """One line for a model card: ``the value right after its key 52%, after `key:` 30%, a described shape's
+    made-up name 21% (chance 25%), 4 pairs``."""
+    return (f"the value right after its key {100 * results['adjacent']:.0f}%, after `key:` "
+            f"{100 * results['key_value']:.0f}%, a described shape's made-up name {100 * results['described']:.0f}% "
+            f"(chance {100 * results['chance']:.0f}%), {pairs} pairs")
 
 
 def copy_binding_plan(labels: Sequence[str], *, shots: int, trials: int,

@@ -15,6 +15,7 @@ from flamingo_vlm.tinyworld.probe import (
     ATTRIBUTES,
     IMAGE_CONDITIONS,
     READ_ATTRIBUTES,
+    RECALL_FORMS,
     _linear_probe,
     attribute_reading,
     binding_summary,
@@ -194,15 +195,19 @@ def test_recall_prompts_ask_again_one_key_whose_value_only_its_pair_gives() -> N
     forms = recall_prompts(trials=40, pairs=3, seed=1, end_of_chunk_token="<E>")
     assert forms == recall_prompts(trials=40, pairs=3, seed=1, end_of_chunk_token="<E>")
     assert forms != recall_prompts(trials=40, pairs=3, seed=2, end_of_chunk_token="<E>")
-    assert set(forms) == {"key_value", "described"}
+    assert set(forms) == {"adjacent", "key_value", "described"}
     for form, rows in forms.items():
         assert len(rows) == 40 and len({answer for _, _, answer in rows}) == 3  # every position gets asked
         for prompt, values, answer in rows:
             *pairs, query = prompt.split("<E>")
             assert len(pairs) == 3 and len(set(values)) == 3 and set(values) <= reserved_eval_words()
-            keys = [pair.rsplit(" ", 1)[0] for pair in pairs]  # "key:" or "a red star. this is a"
+            keys = [pair.rsplit(" ", 1)[0] for pair in pairs]  # "key", "key:" or "a red star. this is a"
             assert len(set(keys)) == 3 and query == keys[answer]  # the query is one pair's key, said again
             assert [pair.rsplit(" ", 1)[1].rstrip(".") for pair in pairs] == values
+            if form == "key_value":
+                assert all(key.endswith(":") for key in keys)
+            if form == "adjacent":
+                assert all(" " not in key and ":" not in key for key in keys)
             if form == "described":
                 assert query.endswith(" this is a") and query.split(" ")[2].rstrip(".") in {str(s) for s in Shape}
     with pytest.raises(ValueError, match="pairs >= 2"):
@@ -219,8 +224,8 @@ def test_in_context_recall_is_perfect_for_a_model_that_recalls_by_key(
 
     model = build(lm_dirs["llama"], clip_dir)
     fresh = in_context_recall(model, trials=4, pairs=2)
-    assert set(fresh) == {"key_value", "described", "chance"} and fresh["chance"] == 0.5
-    assert all(fresh[form] * 4 == round(fresh[form] * 4) for form in ("key_value", "described"))  # trial counts
+    assert set(fresh) == {"adjacent", "key_value", "described", "chance"} and fresh["chance"] == 0.5
+    assert all(fresh[form] * 4 == round(fresh[form] * 4) for form in RECALL_FORMS)  # counts of trials
     end_of_chunk = model.config.end_of_chunk_token
     blind = {"on": False}
 
@@ -235,13 +240,13 @@ def test_in_context_recall_is_perfect_for_a_model_that_recalls_by_key(
         return torch.tensor([[10.0 if c.strip() == answer.rstrip(".") else 0.0 for c in candidates]])
 
     monkeypatch.setattr(generation, "score_candidates", oracle)
-    assert in_context_recall(model, trials=12, pairs=3) == {"key_value": 1.0, "described": 1.0, "chance": 1 / 3}
+    assert in_context_recall(model, trials=12, pairs=3) == {**dict.fromkeys(RECALL_FORMS, 1.0), "chance": 1 / 3}
     blind["on"] = True
     forms = recall_prompts(trials=12, pairs=3, end_of_chunk_token=end_of_chunk)
     expected = {form: sum(answer == 0 for _, _, answer in rows) / 12 for form, rows in forms.items()}
     scored = in_context_recall(model, trials=12, pairs=3)
-    assert scored["key_value"] == pytest.approx(expected["key_value"]) and expected["key_value"] < 1
-    assert scored["described"] == pytest.approx(expected["described"]) and expected["described"] < 1
+    for form in RECALL_FORMS:
+        assert scored[form] == pytest.approx(expected[form]) and expected[form] < 1
     assert recall_summary(scored, 3).endswith("(chance 33%), 3 pairs")
 
 

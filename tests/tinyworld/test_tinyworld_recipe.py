@@ -44,7 +44,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert read_card_facts(card) == card_facts(model) and "| captioning |" in card.read_text()
     assert "Whether the model reads its images" in card.read_text() and "shuffled across the batch" in card.read_text()
     assert "Whether the model copies from its context" in card.read_text()
-    assert "a made-up key's value" in card.read_text()
+    assert "the value right after its key" in card.read_text()
     # A second run finds every stage done and redoes only the export.
     again = run_recipe(config)
     assert again["seconds"]["flamingo"] == pytest.approx(report["seconds"]["flamingo"])
