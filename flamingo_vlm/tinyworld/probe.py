@@ -21,8 +21,8 @@ pretraining; without them more examples in a prompt cannot help (the made-up wor
 one, can only be copied from the prompt's examples).
 
 :func:`in_context_recall` asks the frozen LM the next question: can it pick *which* word to copy by what came
-before it (``key: value`` pairs, then a key again)? Naming an image by the examples needs exactly that, with the
-key written by the cross-attention instead of in words.
+before it (``key value`` or ``key: value`` pairs, or shapes described and named, then one key again)? Naming an
+image by the examples needs exactly that, with the key written by the cross-attention instead of in words.
 
 :func:`copy_binding` asks whether the images steer that copying: shown a few images each named by a made-up word,
 and then an exact copy of one of them, does the model answer with that image's word more often than picking
