@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do n
 RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
+LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
 
 
@@ -146,7 +147,18 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         corpus = Path(paths["lm_corpus"]).read_text().splitlines()
         pretrain_lm(corpus, tokenizer, lm_dir, config.lm, seed=config.seed, progress=config.progress)
+        # Whether the LM to be frozen can pick a word of its context by key (probe.lm_recall): few-shot naming
+        # needs it, and it appears suddenly in training, so a run whose LM stopped short of it says so here.
+        from transformers import AutoModelForCausalLM
+
+        from flamingo_vlm.tinyworld.probe import lm_recall, recall_summary
+
+        recall = lm_recall(AutoModelForCausalLM.from_pretrained(lm_dir), tokenizer, pairs=CARD_RECALL_PAIRS)
+        (lm_dir / LM_RECALL_FILE).write_text(json.dumps(recall, indent=1))
+        print(f"lm: recall by key, the LM alone: {recall_summary(recall, CARD_RECALL_PAIRS)}")
         record("lm", start)
+    if (lm_dir / LM_RECALL_FILE).is_file():
+        report["lm_recall"] = json.loads((lm_dir / LM_RECALL_FILE).read_text())
 
     run_dir = root / "flamingo"
     if "flamingo" in config.stages and not (run_dir / "final" / "config.json").is_file():

@@ -26,6 +26,8 @@ from flamingo_vlm.tinyworld.probe import (
     image_reliance,
     in_context_copying,
     in_context_recall,
+    lm_candidate_scores,
+    lm_recall,
     probe_summary,
     probe_vision,
     reading_summary,
@@ -315,3 +317,49 @@ def test_copy_binding_is_perfect_for_a_model_that_matches_images(lm_dirs: dict[s
     plan = copy_binding_plan(labels, shots=4, trials=10)
     expected = sum(labels[examples[0]] == labels[asked] for examples, asked in plan) / 10
     assert copy_binding(model, annotations, classes, shots=4, trials=10)["copy"] == pytest.approx(expected) and expected < 1
+
+
+def test_lm_candidate_scores_match_scoring_each_candidate_alone(lm_dirs: dict[str, str]) -> None:
+    """Candidates of different lengths share one right-padded batch; each score must equal the summed
+    log-probabilities of that candidate's tokens computed on its own, unpadded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_dirs["llama"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm_dirs["llama"])
+    prompt, candidates = "a red star. this is a", [" dax", " blicket wug", " z"]
+    scores = lm_candidate_scores(lm, tokenizer, prompt, candidates)
+    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    prompt_ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for score, candidate in zip(scores, candidates, strict=True):
+        ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            log_probs = lm(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float().log_softmax(-1)
+        alone = sum(float(log_probs[len(prompt_ids) - 1 + i, token]) for i, token in enumerate(ids))
+        assert float(score) == pytest.approx(alone, abs=1e-4)
+    with pytest.raises(ValueError, match="non-empty"):
+        lm_candidate_scores(lm, tokenizer, prompt, [" dax", ""])
+
+
+def test_lm_recall_asks_the_bare_lm_the_recall_prompts(lm_dirs: dict[str, str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny random LM runs through (accuracies are counts of trials); an oracle LM that answers with the value
+    said after the query's key scores 1 on every form."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flamingo_vlm.tinyworld import probe
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_dirs["llama"])
+    tokenizer = AutoTokenizer.from_pretrained(lm_dirs["llama"])
+    fresh = lm_recall(lm, tokenizer, trials=4, pairs=2, end_of_chunk_token="<E>")
+    assert set(fresh) == {*RECALL_FORMS, "chance"} and fresh["chance"] == 0.5
+    assert all(fresh[form] * 4 == round(fresh[form] * 4) for form in RECALL_FORMS)
+
+    def oracle(_: object, __: object, prompt: str, candidates: list[str]) -> torch.Tensor:
+        *pairs, query = prompt.split("<E>")
+        said = [pair.rsplit(" ", 1) for pair in pairs]
+        answer = next(value for key, value in said if key == query).rstrip(".")
+        return torch.tensor([10.0 if c.strip() == answer else 0.0 for c in candidates])
+
+    monkeypatch.setattr(probe, "lm_candidate_scores", oracle)
+    assert lm_recall(lm, tokenizer, trials=12, pairs=3, end_of_chunk_token="<E>") == {
+        **dict.fromkeys(RECALL_FORMS, 1.0), "chance": 1 / 3}

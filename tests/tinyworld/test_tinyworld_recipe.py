@@ -11,6 +11,7 @@ import torch
 from flamingo_vlm import Flamingo
 from flamingo_vlm.cli import main
 from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
+from flamingo_vlm.tinyworld.probe import RECALL_FORMS
 from flamingo_vlm.tinyworld.recipe import STAGES, load_recipe, run_recipe
 from flamingo_vlm.training.config import ConfigError
 
@@ -54,6 +55,8 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert set(exported.config.extra["stage_seconds"]) == {"data", "tokenizer", "clip", "lm", "flamingo"}
     recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recorded["data"]["train"]["pairs"].endswith(".tar")
+    # The LM stage measured its LM's recall by key, and a later run that skips the stage still reports it.
+    assert set(report["lm_recall"]) == {*RECALL_FORMS, "chance"} and recorded["lm_recall"] == report["lm_recall"]
 
 
 def test_recipe_config_is_validated() -> None:
