@@ -356,15 +356,24 @@ def in_context_recall(model: Flamingo, *, trials: int = 64, pairs: int = 4, seed
     from flamingo_vlm.model.generation import score_candidates
 
     model.eval()
+
+    def scores(prompt: str, candidates: list[str]) -> torch.Tensor:
+        inputs = model.processor(prompt)
+        return score_candidates(model, inputs["input_ids"], inputs["attention_mask"], None, None,
+                                candidates=candidates)[0]  # (pairs,)
+
+    return _recall_accuracy(scores, trials=trials, pairs=pairs, seed=seed,
+                            end_of_chunk_token=model.config.end_of_chunk_token)
+
+
+def _recall_accuracy(scores: Any, *, trials: int, pairs: int, seed: int, end_of_chunk_token: str) -> dict[str, float]:
+    """Accuracy per form of :func:`recall_prompts`, the answer being the candidate ``scores(prompt, candidates)``
+    ranks first (candidates with their leading space), and ``chance``."""
     results: dict[str, float] = {}
-    forms = recall_prompts(trials=trials, pairs=pairs, seed=seed, end_of_chunk_token=model.config.end_of_chunk_token)
+    forms = recall_prompts(trials=trials, pairs=pairs, seed=seed, end_of_chunk_token=end_of_chunk_token)
     for form, rows in forms.items():
-        right = 0
-        for prompt, values, answer in rows:
-            inputs = model.processor(prompt)
-            scores = score_candidates(model, inputs["input_ids"], inputs["attention_mask"], None, None,
-                                      candidates=[" " + value for value in values])  # (1, pairs)
-            right += int(scores[0].argmax()) == answer
+        right = sum(int(scores(prompt, [" " + value for value in values]).argmax()) == answer
+                    for prompt, values, answer in rows)
         results[form] = right / trials
     results["chance"] = 1 / pairs
     return results
@@ -404,14 +413,8 @@ def lm_recall(lm: torch.nn.Module, tokenizer: Any, *, trials: int = 64, pairs: i
     chance 25%, and 94% after 1,625), so an LM just short of it looks like one that can never do it. Same
     prompts and answer rule."""
     lm.eval()
-    results: dict[str, float] = {}
-    forms = recall_prompts(trials=trials, pairs=pairs, seed=seed, end_of_chunk_token=end_of_chunk_token)
-    for form, rows in forms.items():
-        right = sum(int(lm_candidate_scores(lm, tokenizer, prompt, [" " + v for v in values]).argmax()) == answer
-                    for prompt, values, answer in rows)
-        results[form] = right / trials
-    results["chance"] = 1 / pairs
-    return results
+    return _recall_accuracy(lambda prompt, candidates: lm_candidate_scores(lm, tokenizer, prompt, candidates),
+                            trials=trials, pairs=pairs, seed=seed, end_of_chunk_token=end_of_chunk_token)
 
 
 def recall_summary(results: dict[str, float], pairs: int) -> str:
