@@ -47,8 +47,8 @@ class SpatialEmbedding(nn.Module):
 
     The paper adds none. The Perceiver's attention pooling is blind to token order, so without them the latents
     know where a feature was only as far as the feature itself says so (a ViT's position embeddings say it; a
-    small CNN's map says little). ``FlamingoConfig.spatial_positions`` turns them on; in the tiny world they cost
-    captioning more than they gave position (see its model card), so the recipe leaves them off.
+    small CNN's map says little). ``FlamingoConfig.spatial_positions`` turns them on; in the tiny world they did not
+    teach the model where objects are and cost it VQA (see its model card), so the recipe leaves them off.
     """
 
     def __init__(self, positions: int, dim: int) -> None:

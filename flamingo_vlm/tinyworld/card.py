@@ -43,9 +43,10 @@ def _clip_stage_line(clip: dict[str, Any]) -> str:
         tower = f"a ResNet (widths {clip.get('resnet_widths')}, a CNN like the paper's NFNet)"
     else:
         tower = f"a ViT (patch {clip.get('patch_size')}, width {clip.get('vision_width')})"
-    negatives = clip.get("shape_negatives", 0)
-    extra = (f", each image also against {negatives} cop{'y' if negatives == 1 else 'ies'} of its caption with one "
-             f"shape word swapped" if negatives else "")
+    altered = [(clip.get("shape_negatives", 0), "one shape word swapped"),
+               (clip.get("spatial_negatives", 0), "one position or relation phrase mirrored")]
+    said = [f"{count} cop{'y' if count == 1 else 'ies'} of its caption with {change}" for count, change in altered if count]
+    extra = f", each image also against {' and '.join(said)}" if said else ""
     return (f"3. a small CLIP-style dual encoder, {tower} and a text transformer, trained contrastively on the "
             f"image-text pairs{extra}; its vision tower is kept, frozen;")
 

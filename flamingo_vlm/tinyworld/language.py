@@ -42,6 +42,7 @@ __all__ = [
     "CAPTION_KINDS",
     "CLIP_QUESTION_KINDS",
     "NUMBER_WORDS",
+    "POSITION_PHRASES",
     "QUESTION_KINDS",
     "QA",
     "Caption",
@@ -62,7 +63,7 @@ NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", 
 
 # Phrases that fill template slots. They are tables (not inline strings) so that vocabulary() can list
 # every word the module can write.
-_POSITION_PHRASES: dict[str, str] = {
+POSITION_PHRASES: dict[str, str] = {
     "top left": "in the top left",
     "top": "at the top",
     "top right": "in the top right",
@@ -292,7 +293,7 @@ def _scene_slots(scene: Scene, rng: np.random.Generator) -> dict[str, str]:
         phrase = object_phrase(o, size=bool(rng.random() < size_p), article=True)
         # Borderline positions are left unsaid rather than guessed.
         if position_is_clear(o):
-            phrase += " " + _POSITION_PHRASES[position_name(o)]
+            phrase += " " + POSITION_PHRASES[position_name(o)]
         positioned.append(phrase)
     slots["objects_positioned"] = _join(positioned)
     by_x = sorted(objs, key=lambda o: o.x)
@@ -637,7 +638,7 @@ def vocabulary() -> frozenset[str]:
     pieces: list[str] = [*NUMBER_WORDS, *_OBJECT_NOUNS, *_OBJECT_NOUNS_PLURAL, *_GLUE]
     pieces += [str(c) for c in Colour] + [str(s) for s in Size] + [str(d) for d in Direction]
     pieces += [str(s) for s in Shape] + [s.plural for s in Shape]
-    pieces += [p for row in POSITION_NAMES for p in row] + list(_POSITION_PHRASES.values())
+    pieces += [p for row in POSITION_NAMES for p in row] + list(POSITION_PHRASES.values())
     pieces += [p for ps in _RELATION_PHRASES.values() for p in ps]
     pieces += [p for ps in _DIRECTION_PHRASES.values() for p in ps]
     pieces += [p for ps in _SPLIT_SIDES.values() for p in ps]

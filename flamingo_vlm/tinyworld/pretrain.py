@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,8 @@ from transformers import (CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPV
 from flamingo_vlm.data.formats import CorruptSample, decode_sample
 from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.processing.images import ImageProcessor
+from flamingo_vlm.tinyworld.geometry import POSITION_NAMES
+from flamingo_vlm.tinyworld.language import POSITION_PHRASES  # the caption's words for each grid cell
 from flamingo_vlm.tinyworld.scene import Shape
 from flamingo_vlm.training.config import doc
 
@@ -83,6 +85,11 @@ class ClipSettings:
         "Extra negative captions per image: its own caption with one shape word swapped for another. Random batches "
         "are told apart by colour, background and position alone, so without these the encoder never needs shape.",
         0)
+    spatial_negatives: int = doc(
+        "Extra negative captions per image that say where things are: its own caption with one position or relation "
+        "phrase mirrored ('in the top left' -> 'in the bottom left', 'left of' -> 'right of'). The encoder's pooled "
+        "output must then carry where objects are in its channels, which is how a CNN tells the resampler (it has "
+        "no spatial position embeddings, as in the paper).", 0)
     steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 1500)
     lr: float = doc("Peak learning rate.", 1e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
@@ -127,14 +134,57 @@ def swap_shape_word(text: str, rng: random.Random) -> str | None:
     return text[: match.start()] + word + text[match.end():]
 
 
-def shape_negative_captions(tokenizer: PreTrainedTokenizerFast, texts: list[str], text_ids: torch.Tensor,
-                            rounds: int, rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """``rounds`` shape-swapped copies of the captions: per round, ``(N, T)`` ids and mask like ``text_ids``, and
-    ``(N,)`` whether caption i has a negative in that round (it names a shape, and the swap falls before the
-    truncation point: past it the "negative" would be the caption itself)."""
+# Position names on the 3x3 grid by (row, col), for mirroring a position phrase.
+_GRID = {name: (row, col) for row, names in enumerate(POSITION_NAMES) for col, name in enumerate(names)}
+_NAME_OF_POSITION_PHRASE = {phrase: name for name, phrase in POSITION_PHRASES.items()}
+# Relation words and their mirror images; "from left to right" lists objects in an order that its mirror reverses.
+_MIRRORED = {"left of": "right of", "right of": "left of", "above": "below", "below": "above",
+             "from left to right": "from right to left"}
+_SPATIAL_PHRASE = re.compile(
+    r"\b(" + "|".join(re.escape(p) for p in sorted([*_NAME_OF_POSITION_PHRASE, *_MIRRORED], key=len, reverse=True))
+    + r")\b", re.IGNORECASE)
+
+
+def _mirrored_position(name: str, rng: random.Random) -> str:
+    """Another grid cell's name that cannot also describe ``name``'s cell: flipped top/bottom, left/right or both
+    (whichever flips move it), or, for the centre, any other cell."""
+    row, col = _GRID[name]
+    if (row, col) == (1, 1):
+        return rng.choice([n for n in _GRID if n != name])
+    flips = [(2 - row, col), (row, 2 - col), (2 - row, 2 - col)]  # the middle row or column flips onto itself
+    new_row, new_col = rng.choice([cell for cell in flips if cell != (row, col)])
+    return POSITION_NAMES[new_row][new_col]
+
+
+def swap_spatial_phrase(text: str, rng: random.Random) -> str | None:
+    """``text`` with one of its position or relation phrases (chosen by ``rng``) mirrored, so that the caption
+    no longer holds; None if it says nothing about where things are. "a red star in the top left" -> "a red star in
+    the bottom left"; "the circle is left of the star" -> "the circle is right of the star"."""
+    matches = list(_SPATIAL_PHRASE.finditer(text))
+    if not matches:
+        return None
+    match = rng.choice(matches)
+    phrase = match.group(1).lower()
+    if phrase in _NAME_OF_POSITION_PHRASE:
+        new = POSITION_PHRASES[_mirrored_position(_NAME_OF_POSITION_PHRASE[phrase], rng)]
+    else:
+        new = _MIRRORED[phrase]
+    if match.group(1)[0].isupper():
+        new = new[0].upper() + new[1:]
+    return text[: match.start()] + new + text[match.end():]
+
+
+def negative_captions(tokenizer: PreTrainedTokenizerFast, texts: list[str], text_ids: torch.Tensor,
+                      rounds: int, rng: random.Random,
+                      swap: Callable[[str, random.Random], str | None] = swap_shape_word,
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``rounds`` altered copies of the captions (``swap`` alters one; shape words by default): per round, ``(N, T)``
+    ids and mask like ``text_ids``, and ``(N,)`` whether caption i has a negative in that round (``swap`` found
+    something to alter, and the change falls before the truncation point: past it the "negative" would be the
+    caption itself)."""
     negatives = []
     for _ in range(rounds):
-        swapped = [swap_shape_word(text, rng) for text in texts]
+        swapped = [swap(text, rng) for text in texts]
         ids, mask = _caption_tensors(tokenizer, [s or "" for s in swapped], text_ids.shape[1])
         valid = torch.tensor([s is not None for s in swapped]) & (ids != text_ids).any(1)
         negatives.append((ids, mask, valid))
@@ -245,7 +295,9 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
     text_ids, text_mask = _caption_tensors(tokenizer, list(texts), settings.max_text_tokens)
-    negatives = shape_negative_captions(tokenizer, list(texts), text_ids, settings.shape_negatives, rng)
+    negatives = [*negative_captions(tokenizer, list(texts), text_ids, settings.shape_negatives, rng),
+                 *negative_captions(tokenizer, list(texts), text_ids, settings.spatial_negatives, rng,
+                                    swap=swap_spatial_phrase)]
 
     vision, vision_dim = _vision_tower(settings)
     text = CLIPTextModel(CLIPTextConfig(

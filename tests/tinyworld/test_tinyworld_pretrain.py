@@ -1,4 +1,4 @@
-"""The contrastive vision stage: shape-swapped negatives, the dual encoder's loss, and what the stage writes."""
+"""The contrastive vision stage: shape-swapped and spatially mirrored negatives, the dual encoder's loss, and what the stage writes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from flamingo_vlm.processing.images import ImageProcessor
 from flamingo_vlm.tinyworld import Shape
 from flamingo_vlm.tinyworld.datasets import build_training_sets
 from flamingo_vlm.tinyworld.pretrain import (ClipSettings, _caption_tensors, _pairs, pretrain_clip,
-                                             shape_negative_captions, swap_shape_word, train_tokenizer)
+                                             negative_captions, swap_shape_word, swap_spatial_phrase,
+                                             train_tokenizer)
 
 SHAPES = {s.value for s in Shape} | {s.plural for s in Shape}
 
@@ -31,6 +32,44 @@ def test_swap_shape_word_changes_exactly_one_shape_and_keeps_number() -> None:
         assert (old in {s.plural for s in Shape}) == (new in {s.plural for s in Shape})  # "crosses" -> "stars"
     assert swap_shape_word("a red thing on a blue background", rng) is None
     assert swap_shape_word(text, random.Random(3)) == swap_shape_word(text, random.Random(3))
+
+
+def _outcomes(text: str, draws: int = 60) -> set[str]:
+    rng = random.Random(0)
+    return {swap_spatial_phrase(text, rng) for _ in range(draws)}
+
+
+def test_swap_spatial_phrase_mirrors_one_phrase_into_one_that_cannot_also_hold() -> None:
+    # A corner may flip top/bottom, left/right or both; never to a cell that shares its word ("top" for "top left").
+    assert _outcomes("a blue circle in the top left.") == {
+        "a blue circle in the bottom left.", "a blue circle in the top right.", "a blue circle in the bottom right."}
+    assert _outcomes("a star at the top") == {"a star at the bottom"}  # flipping left/right leaves "top" as it is
+    assert _outcomes("a star on the right") == {"a star on the left"}
+    centre = _outcomes("a star in the centre", draws=200)
+    assert len(centre) == 8 and "a star in the centre" not in centre  # every other cell is clearly elsewhere
+    assert _outcomes("The circle is to the left of the star.") == {"The circle is to the right of the star."}
+    assert _outcomes("the cross is below the heart") == {"the cross is above the heart"}
+    assert _outcomes("From left to right: a cross and a heart.") == {"From right to left: a cross and a heart."}
+    two = _outcomes("a cross at the bottom and a heart above a star")
+    assert two == {"a cross at the top and a heart above a star", "a cross at the bottom and a heart below a star"}
+    assert swap_spatial_phrase("a red circle and a blue star on a green background", random.Random(0)) is None
+
+
+def test_spatial_negatives_of_the_worlds_captions_are_false() -> None:
+    """On real pair captions: the phrase a negative mirrors was said of a clearly placed object (captions say a
+    position only when it is clear), so the negative names a disjoint cell or the opposite relation."""
+    from flamingo_vlm.tinyworld.datasets import pair_sample, sample_rng
+
+    rng, altered = random.Random(1), 0
+    for index in range(300):
+        _, text = pair_sample(sample_rng(0, 1, index))
+        negative = swap_spatial_phrase(text, rng)
+        if negative is None:
+            assert not any(w in text.split() for w in ("left", "right", "top", "bottom", "centre", "above", "below"))
+            continue
+        altered += 1
+        assert negative != text and len(negative.split()) - len(text.split()) in (-1, 0, 1)
+    assert altered > 60  # about a third of the world's captions say where something is
 
 
 def test_negative_captions_compete_only_for_their_image() -> None:
@@ -79,9 +118,13 @@ def test_no_caption_is_its_own_negative(pairs_and_tokenizer) -> None:
     _, tokenizer = pairs_and_tokenizer
     texts = ["a red circle", "a blue thing on a green background", "on a very long green background, a star"]
     ids, _ = _caption_tensors(tokenizer, texts, 6)  # the third caption's shape word is cut off
-    for neg_ids, neg_mask, valid in shape_negative_captions(tokenizer, texts, ids, 3, random.Random(0)):
+    for neg_ids, neg_mask, valid in negative_captions(tokenizer, texts, ids, 3, random.Random(0)):
         assert valid.tolist() == [True, False, False]
         assert (neg_ids[0] != ids[0]).any() and neg_mask.shape == ids.shape
+    texts = ["a red circle on the left", "a blue circle", "on a very long green background, a star on the left"]
+    ids, _ = _caption_tensors(tokenizer, texts, 14)
+    for _, _, valid in negative_captions(tokenizer, texts, ids, 2, random.Random(0), swap=swap_spatial_phrase):
+        assert valid.tolist() == [True, False, False]  # nothing to mirror; the mirrored phrase is cut off
 
 
 @pytest.mark.parametrize("architecture, tokens", [("resnet", 16), ("vit", 16)])
@@ -90,7 +133,8 @@ def test_clip_stage_writes_a_vision_tower_flamingo_can_load(pairs_and_tokenizer,
     pattern, tokenizer = pairs_and_tokenizer
     settings = ClipSettings(image_size=32, vision_architecture=architecture, resnet_widths=[8, 12, 16],
                             resnet_depths=[1, 1], vision_width=16, vision_layers=1, text_width=16, text_layers=1,
-                            heads=2, projection_dim=8, batch_size=6, shape_negatives=2, steps=2, warmup_steps=1)
+                            heads=2, projection_dim=8, batch_size=6, shape_negatives=2, spatial_negatives=1, steps=2,
+                            warmup_steps=1)
     out = pretrain_clip(pattern, tokenizer, tmp_path / "clip", settings, progress=False)
     tower = load_vision_tower(out / "vision")
     processor = ImageProcessor.from_vision_folder(out / "vision")
