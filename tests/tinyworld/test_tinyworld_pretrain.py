@@ -55,9 +55,9 @@ def test_swap_spatial_phrase_mirrors_one_phrase_into_one_that_cannot_also_hold()
     assert swap_spatial_phrase("a red circle and a blue star on a green background", random.Random(0)) is None
 
 
-def test_spatial_negatives_of_the_worlds_captions_are_false() -> None:
-    """On real pair captions: the phrase a negative mirrors was said of a clearly placed object (captions say a
-    position only when it is clear), so the negative names a disjoint cell or the opposite relation."""
+def test_every_world_caption_that_says_where_gets_a_spatial_negative() -> None:
+    """On real pair captions: every caption that says where something is gets a negative differing from it in one
+    phrase (which phrases it may become is the test above); one that says nothing spatial gets none."""
     from flamingo_vlm.tinyworld.datasets import pair_sample, sample_rng
 
     rng, altered = random.Random(1), 0
