@@ -46,9 +46,11 @@ class SpatialEmbedding(nn.Module):
     """One learned embedding per visual-token position within a frame: an extension, off by default.
 
     The paper adds none. The Perceiver's attention pooling is blind to token order, so without them the latents
-    know where a feature was only as far as the feature itself says so (a ViT's position embeddings say it; a
-    small CNN's map says little). ``FlamingoConfig.spatial_positions`` turns them on; in the tiny world they did not
-    teach the model where objects are and cost it VQA (see its model card), so the recipe leaves them off.
+    know where a feature was only as far as the feature itself says so (a ViT's position embeddings say it; so
+    does a CNN's zero padding: a fresh resampler names a lone object's grid cell from the tiny-world CNN's
+    features 88% of the time without them, 94% with them). ``FlamingoConfig.spatial_positions`` turns them on; in
+    the tiny world they did not teach the model where objects are and cost it VQA (see its model card), so the
+    recipe leaves them off.
     """
 
     def __init__(self, positions: int, dim: int) -> None:

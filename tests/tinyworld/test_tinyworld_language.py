@@ -169,6 +169,14 @@ def test_count_answers_are_digits_and_include_zero_and_many():
     assert {"0", "1", "2"} <= set(answers)
 
 
+def test_count_answers_are_not_mostly_one():
+    # Most kinds occur once in a scene: were "1" the usual answer, a model could score by guessing it unseen.
+    rng = np.random.default_rng(15)
+    answers = [qa.answer for qa in (question(sample_scene(rng), rng, kind="count") for _ in range(1500)) if qa]
+    assert answers.count("1") / len(answers) < 0.6
+    assert sum(a in ("2", "3", "4") for a in answers) / len(answers) > 0.3
+
+
 def test_question_returns_none_when_nothing_unambiguous_can_be_asked():
     rng = np.random.default_rng(0)
     scene = sample_scene(rng, min_objects=1, max_objects=1)
