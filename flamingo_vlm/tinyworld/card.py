@@ -74,7 +74,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                lm_copying: dict[str, float] | None = None,
                attribute_reading: dict[str, dict[str, float]] | None = None,
                copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8,
-               lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4) -> Path:
+               lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4,
+               position_keeping: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -117,6 +118,12 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "side by side, the better of the two; trained and scored on disjoint parts of the held-out "
                   "single-object images; `flamingo_vlm.tinyworld.probe`): "
                   + probe_summary(vision_probe) + ".", ""]
+    if position_keeping:
+        from flamingo_vlm.tinyworld.probe import keeping_summary
+
+        lines += ["Whether the model keeps where an object is (the grid cell of a lone object on fresh images; "
+                  "linear probes trained on three quarters of them and scored on the rest; "
+                  "`flamingo_vlm.tinyworld.probe.position_keeping`): " + keeping_summary(position_keeping) + ".", ""]
     if attribute_reading:
         from flamingo_vlm.tinyworld.probe import reading_summary
 

@@ -36,6 +36,8 @@ STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
+CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position probe (probe.position_keeping),
+                             # times data_scale (at least 100)
 
 
 @dataclass
@@ -193,6 +195,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
             image_reliance,
             in_context_copying,
             in_context_recall,
+            position_keeping,
         )
 
         exported = Flamingo.from_pretrained(model_dir)  # one load for the diagnostics
@@ -202,12 +205,13 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         copying = in_context_copying(exported)
         recall = in_context_recall(exported, pairs=CARD_RECALL_PAIRS)
         binding = _binding_if_enough_images(exported, paths)
+        keeping = position_keeping(exported, images=max(100, round(CARD_POSITION_IMAGES * config.data_scale)))
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
                    vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
                    copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS, lm_recall=recall,
-                   lm_recall_pairs=CARD_RECALL_PAIRS)
+                   lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

@@ -27,7 +27,9 @@ from flamingo_vlm.tinyworld.probe import (
     in_context_copying,
     in_context_recall,
     lm_candidate_scores,
+    keeping_summary,
     lm_recall,
+    position_keeping,
     probe_summary,
     probe_vision,
     reading_summary,
@@ -363,3 +365,40 @@ def test_lm_recall_asks_the_bare_lm_the_recall_prompts(lm_dirs: dict[str, str],
     monkeypatch.setattr(probe, "lm_candidate_scores", oracle)
     assert lm_recall(lm, tokenizer, trials=12, pairs=3, end_of_chunk_token="<E>") == {
         **dict.fromkeys(RECALL_FORMS, 1.0), "chance": 1 / 3}
+
+
+def test_position_keeping_scores_what_the_latents_keep_not_what_the_encoder_has(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    results = position_keeping(model, images=240, seed=3)
+    assert results["cells"] == 9.0
+    assert "from the resampler's latents" in keeping_summary(results)
+
+    # Latents that mark where the image departs from its commonest colour (8 x 8 cells) say where its object is ...
+    def object_map_as_latents(pixel_values: torch.Tensor, frame_mask: object = None) -> torch.Tensor:
+        cells = torch.nn.functional.adaptive_avg_pool2d(pixel_values.flatten(0, 1), 8).flatten(2)  # (N, 3, 64)
+        departure = (cells - cells.median(-1, keepdim=True).values).abs().sum(1, keepdim=True)  # (N, 1, 64)
+        return departure.transpose(1, 2)  # (N, 64, 1)
+
+    monkeypatch.setattr(model, "encode_media", object_map_as_latents)
+    seeing = position_keeping(model, images=240, seed=3)
+    assert seeing["latents"] > seeing["majority"] + 0.4  # measured 0.80 against 0.20
+    assert seeing["encoder"] == pytest.approx(results["encoder"])
+
+    # ... latents that are the encoder's features themselves keep exactly what the encoder has ...
+    def features_as_latents(pixel_values: torch.Tensor, frame_mask: object = None) -> torch.Tensor:
+        return model.vision(pixel_values.flatten(0, 1))  # (N, P, D)
+
+    monkeypatch.setattr(model, "encode_media", features_as_latents)
+    assert position_keeping(model, images=240, seed=3)["latents"] == pytest.approx(results["encoder"])
+
+    # ... and latents that ignore the image keep nothing: no better than naming the commonest cell.
+    monkeypatch.setattr(model, "encode_media", lambda pixel_values, frame_mask=None: torch.ones(len(pixel_values), 4, 8))
+    blind = position_keeping(model, images=240, seed=3)
+    assert blind["latents"] <= blind["majority"] + 1e-6
+    assert blind["encoder"] == pytest.approx(results["encoder"])
+
+
+def test_position_keeping_rejects_too_few_images(lm_dirs: dict[str, str], clip_dir: str) -> None:
+    with pytest.raises(ValueError, match="images >= 20"):
+        position_keeping(build(lm_dirs["llama"], clip_dir), images=10)
