@@ -127,9 +127,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         start = time.perf_counter()
         train_tokenizer(_tokenizer_texts(paths), tokenizer_dir, vocab_size=config.vocab_size)
         record("tokenizer", start)
-    tokenizer: PreTrainedTokenizerFast = AutoTokenizer.from_pretrained(tokenizer_dir)
-
     clip_dir, vision_dir = root / "clip", root / "vision"
+    lm_dir = root / "lm"
+    tokenizer: PreTrainedTokenizerFast | None = None
+    if (("clip" in config.stages and not (vision_dir / "config.json").is_file())
+            or ("lm" in config.stages and not (lm_dir / "config.json").is_file())):
+        _require(tokenizer_dir / "tokenizer.json", "tokenizer", root)  # only the stages that train need it
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+
     if "clip" in config.stages and not (vision_dir / "config.json").is_file():
         start = time.perf_counter()
         pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,
@@ -144,7 +149,6 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         staging.rename(vision_dir)
         record("clip", start)
 
-    lm_dir = root / "lm"
     if "lm" in config.stages and not (lm_dir / "config.json").is_file():
         start = time.perf_counter()
         corpus = Path(paths["lm_corpus"]).read_text().splitlines()
@@ -167,6 +171,8 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         from flamingo_vlm.training.config import load_train_config
         from flamingo_vlm.training.trainer import train
 
+        _require(lm_dir / "config.json", "lm", root)
+        _require(vision_dir / "config.json", "clip", root)
         start = time.perf_counter()
         values = flamingo_train_values(config, paths["train"], lm_dir, vision_dir, run_dir)
         if config.flamingo.pairs_phase_steps > 0:
@@ -179,10 +185,12 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
 
     model_dir = root / "model"
     if "export" in config.stages:
+        _require(run_dir / "final" / "config.json", "flamingo", root)
         start = time.perf_counter()
         export_model(run_dir / "final", model_dir, config, report)
         record("export", start)
     if "card" in config.stages:
+        _require(model_dir / "config.json", "export", root)
         from flamingo_vlm.evaluation.report import markdown_table
         from flamingo_vlm.tinyworld.card import write_card
         from flamingo_vlm.tinyworld.demo import run_demo
@@ -284,6 +292,13 @@ def _binding_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[st
 def _single_object_folders(paths: dict[str, Any]) -> list[Path]:
     shapes = paths.get("eval", {}).get("shapes", {})
     return [Path(shapes[split]["records"]).parent for split in ("eval", "support") if split in shapes]
+
+
+def _require(path: Path, stage: str, root: Path) -> None:
+    """Fail clearly when a selected stage needs the output of a stage that has not run in ``root``."""
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: the {stage!r} stage has not run in {root}. Run it first (add "
+                         f"{stage!r} to --stages, or run the whole recipe), or pick another --output_dir.")
 
 
 def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:

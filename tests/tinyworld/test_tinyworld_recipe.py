@@ -60,6 +60,21 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert set(report["lm_recall"]) == {*RECALL_FORMS, "chance"} and recorded["lm_recall"] == report["lm_recall"]
 
 
+def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_first(tmp_path: Path) -> None:
+    def run(*stages: str) -> dict:
+        return run_recipe(load_recipe(overrides=[("output_dir", str(tmp_path)), ("stages", json.dumps(stages)),
+                                                 *QUICK]))
+
+    assert set(run("data")["seconds"]) == {"data"}  # no later stage's output is needed, nor touched
+    for stage, missing in (("lm", "tokenizer"), ("clip", "tokenizer"), ("flamingo", "lm"), ("export", "flamingo"),
+                           ("card", "export")):
+        with pytest.raises(ValueError, match=f"the '{missing}' stage has not run in {tmp_path}"):
+            run(stage)
+    assert set(run("tokenizer", "lm")["seconds"]) == {"data", "tokenizer", "lm"}
+    with pytest.raises(ValueError, match="the 'clip' stage has not run"):
+        run("flamingo")
+
+
 def test_recipe_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="stages: unknown stage"):
         load_recipe(overrides=[("stages", "[data, dance]")])
