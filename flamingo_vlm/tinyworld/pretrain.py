@@ -87,9 +87,9 @@ class ClipSettings:
         0)
     spatial_negatives: int = doc(
         "Extra negative captions per image that say where things are: its own caption with one position or relation "
-        "phrase mirrored ('in the top left' -> 'in the bottom left', 'left of' -> 'right of'). The encoder's pooled "
-        "output must then carry where objects are in its channels, which is how a CNN tells the resampler (it has "
-        "no spatial position embeddings, as in the paper).", 0)
+        "phrase mirrored ('in the top left' -> 'in the bottom left', 'left of' -> 'right of'), so that the pooled "
+        "output must say where objects are. In the tiny world one such copy barely did (the model card), and the "
+        "resampler can read where an object is from the CNN's patch features without them.", 0)
     steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 1500)
     lr: float = doc("Peak learning rate.", 1e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)

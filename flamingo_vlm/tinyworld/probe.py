@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -47,7 +48,9 @@ from PIL import Image
 from flamingo_vlm.model.flamingo import Flamingo
 from flamingo_vlm.tinyworld.corpus import _a
 from flamingo_vlm.tinyworld.datasets import reserved_eval_words
-from flamingo_vlm.tinyworld.scene import Colour, Shape
+from flamingo_vlm.tinyworld.geometry import position_is_clear, position_name
+from flamingo_vlm.tinyworld.render import render_scene
+from flamingo_vlm.tinyworld.scene import Colour, Shape, sample_scene
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -152,12 +155,6 @@ def position_keeping(model: Flamingo, *, images: int = 2000, test_fraction: floa
     cell's share of the scored images) and ``cells``. An ``encoder`` far above ``latents`` means the resampler
     pools the place away, which a training signal that rarely asks where things are allows.
     """
-    import numpy as np
-
-    from flamingo_vlm.tinyworld.geometry import position_is_clear, position_name
-    from flamingo_vlm.tinyworld.render import render_scene
-    from flamingo_vlm.tinyworld.scene import sample_scene
-
     if images < 20 or not 0.0 < test_fraction < 1.0:
         raise ValueError(f"position_keeping needs images >= 20 and 0 < test_fraction < 1, got {images} and "
                          f"{test_fraction}.")
@@ -171,10 +168,10 @@ def position_keeping(model: Flamingo, *, images: int = 2000, test_fraction: floa
     names = sorted(set(cells))
     y = torch.tensor([names.index(cell) for cell in cells])
     encoder, latents = [], []
+    vision_dtype = next(model.vision.parameters()).dtype
     for start in range(0, images, 128):
         pixels = torch.stack([model.processor.image_processor.preprocess_media(picture)[0]
                               for picture in pictures[start: start + 128]])  # (n, 3, H, W)
-        vision_dtype = next(model.vision.parameters()).dtype
         encoder.append(model.vision(pixels.to(vision_dtype)).float().flatten(1))  # (n, P*Dv)
         latents.append(model.encode_media(pixels[:, None]).float().flatten(1))  # (n, L*D)
     split = int(images * (1 - test_fraction))
@@ -186,7 +183,8 @@ def position_keeping(model: Flamingo, *, images: int = 2000, test_fraction: floa
 
 
 def keeping_summary(results: dict[str, float]) -> str:
-    """One line for a model card: ``encoder 99%, latents 46% (majority cell 21%, 9 cells)``."""
+    """One line for a model card: ``from the encoder's patch features 100%, from the resampler's latents 40% (the
+    commonest cell 20%, 9 cells)``."""
     return (f"from the encoder's patch features {100 * results['encoder']:.0f}%, from the resampler's latents "
             f"{100 * results['latents']:.0f}% (the commonest cell {100 * results['majority']:.0f}%, "
             f"{int(results['cells'])} cells)")
