@@ -10,7 +10,13 @@ first or last) because a model that saw three wordings per kind learns the wordi
 word: the bundled model of 2026-11-29 answered "the teal object has what shape?" with "yes". With the key word
 in many places, a held-out wording is a new sentence made of known parts, as a held-out VQAv2 question is for
 an LM pretrained on the web. Each held-out wording keeps a piece (text between its slots) that no training
-wording contains, and training text never contains such a piece (``datasets.heldout_fragments``).
+wording contains, and training text never contains such a piece (``datasets.heldout_fragments``); yet every
+word of a held-out question occurs in some training wording, and a held-out question crosses two training
+ones: "the {ref} has what shape?" is "the {ref} has what colour?" (colour) with the key word of "the {ref} is
+what shape?" (shape), and "what is the number of {plural}?" joins "what is the count of {plural}?" and "tell me
+the number of {plural}.". When "number", "region" and "contain" were in no training question, the bundled
+model answered "what is the number of circles?" right 3% of the time (55% in training wordings) and its bare
+LM, asked about a scene described in words, 25% (60%).
 
 Slots (filled by :mod:`.language`):
 
@@ -108,6 +114,8 @@ TEMPLATES: tuple[Template, ...] = (
     _t("colour.has_which", "colour", "the {ref} has which colour?"),
     _t("colour.bare", "colour", "colour of the {ref}?"),
     _t("colour.of_what", "colour", "of what colour is the {ref}?"),
+    _t("colour.has_what", "colour", "the {ref} has what colour?"),
+    _t("colour.does_have", "colour", "what colour does the {ref} have?"),
     _t("colour.is_what", "colour", "the {ref} is what colour?", _H),
     _t("shape.what_shape", "shape", "what shape is the {ref}?"),
     _t("shape.shape_of", "shape", "what is the shape of the {ref}?"),
@@ -116,6 +124,8 @@ TEMPLATES: tuple[Template, ...] = (
     _t("shape.is_which", "shape", "the {ref} is which shape?"),
     _t("shape.bare", "shape", "shape of the {ref}?"),
     _t("shape.of_what", "shape", "of what shape is the {ref}?"),
+    _t("shape.is_what", "shape", "the {ref} is what shape?"),
+    _t("shape.does_have", "shape", "what shape does the {ref} have?"),
     _t("shape.has_what", "shape", "the {ref} has what shape?", _H),
     _t("count.how_many", "count", "how many {plural} are there?"),
     _t("count.can_see", "count", "how many {plural} can you see?"),
@@ -123,6 +133,8 @@ TEMPLATES: tuple[Template, ...] = (
     _t("count.count_the", "count", "count the {plural}."),
     _t("count.picture_show", "count", "how many {plural} does the picture show?"),
     _t("count.tell_me", "count", "tell me how many {plural} there are."),
+    _t("count.tell_number", "count", "tell me the number of {plural}."),
+    _t("count.count_of", "count", "what is the count of {plural}?"),
     _t("count.number_of", "count", "what is the number of {plural}?", _H),
     _t("position.where", "position", "where is the {ref}?"),
     _t("position.located", "position", "where is the {ref} located?"),
@@ -131,6 +143,8 @@ TEMPLATES: tuple[Template, ...] = (
     _t("position.tell_me", "position", "tell me where the {ref} is."),
     _t("position.is_in_which", "position", "the {ref} is in which part of the picture?"),
     _t("position.part_has", "position", "which part of the picture has the {ref}?"),
+    _t("position.region_in", "position", "which region is the {ref} in?"),
+    _t("position.part_contains", "position", "which part of the image contains the {ref}?"),
     _t("position.region", "position", "which region of the image contains the {ref}?", _H),
     _t("exists.is_there", "exists", "is there {a_desc}?"),
     _t("exists.in_image", "exists", "is there {a_desc} in the image?"),
@@ -139,6 +153,9 @@ TEMPLATES: tuple[Template, ...] = (
     _t("exists.image_show", "exists", "does the image show {a_desc}?"),
     _t("exists.in_picture", "exists", "is {a_desc} in the picture?"),
     _t("exists.image_have", "exists", "does the image have {a_desc}?"),
+    _t("exists.image_contain", "exists", "does the image contain {a_desc}?"),
+    _t("exists.picture_have", "exists", "does the picture have {a_desc}?"),
+    _t("exists.would_find", "exists", "would you find {a_desc} in the image?"),
     _t("exists.contain", "exists", "does the picture contain {a_desc}?", _H),
     _t("rel_yn.is", "relation_yesno", "is the {ref} {rel} the {ref2}?"),
     _t("rel_yn.located", "relation_yesno", "is the {ref} located {rel} the {ref2}?"),
@@ -151,6 +168,8 @@ TEMPLATES: tuple[Template, ...] = (
     _t("rel_what.tell_me", "relation_what", "tell me what is {rel} the {ref2}."),
     _t("rel_what.what_object", "relation_what", "what object is {rel} the {ref2}?"),
     _t("rel_what.say_which", "relation_what", "say which object is {rel} the {ref2}."),
+    _t("rel_what.name_what", "relation_what", "name what is {rel} the {ref2}."),
+    _t("rel_what.tell_object", "relation_what", "tell me the object {rel} the {ref2}."),
     _t("rel_what.name", "relation_what", "name the object {rel} the {ref2}.", _H),
     _t("background.what_colour", "background", "what colour is the background?"),
     _t("background.bg_colour", "background", "what is the background colour?"),
@@ -158,6 +177,7 @@ TEMPLATES: tuple[Template, ...] = (
     _t("background.has_which", "background", "the background has which colour?"),
     _t("background.bare", "background", "colour of the background?"),
     _t("background.which_colour", "background", "which colour does the background have?"),
+    _t("background.has_what", "background", "the background has what colour?"),
     _t("background.is_what", "background", "the background is what colour?", _H),
     # --- clip captions (one clause per event; the clip_caption kind frames the clauses) ------------------
     _t("clip_cap.frame_bare", "clip_caption", "{events}"),
@@ -182,11 +202,14 @@ TEMPLATES: tuple[Template, ...] = (
     _t("clip_move.where_go", "clip_move", "where does the {ref} go?"),
     _t("clip_move.moves_which", "clip_move", "the {ref} moves which way?"),
     _t("clip_move.tell_me", "clip_move", "tell me which way the {ref} moves."),
+    _t("clip_move.where_moving", "clip_move", "where is the {ref} moving?"),
+    _t("clip_move.go_in", "clip_move", "which direction does the {ref} go in?"),
     _t("clip_move.moving_in", "clip_move", "which direction is the {ref} moving in?", _H),
     _t("clip_colour.become", "clip_colour", "what colour does the {ref} become?"),
     _t("clip_colour.turn", "clip_colour", "what colour does the {ref} turn?"),
     _t("clip_colour.which_become", "clip_colour", "which colour does the {ref} become?"),
     _t("clip_colour.tell_me", "clip_colour", "tell me the colour the {ref} turns."),
+    _t("clip_colour.change_to", "clip_colour", "what colour does the {ref} change to?"),
     _t("clip_colour.changes_to", "clip_colour", "the {ref} changes to which colour?", _H),
     _t("clip_appear.what", "clip_appear", "what appears?"),
     _t("clip_appear.which", "clip_appear", "which object appears?"),
