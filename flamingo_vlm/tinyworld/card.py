@@ -187,7 +187,15 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
 
 
 def read_card_facts(card: Path) -> dict[str, Any]:
-    """The JSON block of a card written by ``write_card``."""
+    """The JSON block of a card written by ``write_card``.
+
+    A card has exactly one facts block; a second one (say, left behind when notes were pasted in by hand) would
+    let the card say two things about one model, so it is an error rather than a silent pick of either.
+    """
     text = card.read_text()
-    start = text.rindex("```json") + len("```json")
+    blocks = text.count("```json")
+    if blocks != 1:
+        raise ValueError(f"{card} has {blocks} ```json facts blocks; a model card has exactly one. Regenerate it "
+                         "with `write_card` (or delete the extra block) so the card states one set of facts.")
+    start = text.index("```json") + len("```json")
     return json.loads(text[start: text.index("```", start)])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flamingo_vlm.tinyworld.card import _clip_stage_line
+from pathlib import Path
+
+import pytest
+
+from flamingo_vlm.tinyworld.card import _clip_stage_line, read_card_facts
 
 
 def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
@@ -13,3 +17,13 @@ def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
     both = _clip_stage_line({**resnet, "shape_negatives": 1, "spatial_negatives": 2})
     assert "1 copy of its caption with one shape word swapped and 2 copies of its caption with one position or " \
            "relation phrase mirrored" in both
+
+
+def test_a_card_with_two_facts_blocks_is_rejected(tmp_path: Path) -> None:
+    one = "# card\n\n## Facts\n\n```json\n{\"a\": 1}\n```\n"
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text(one)
+    assert read_card_facts(card) == {"a": 1}
+    card.write_text(one + "\n## Notes\n\nmore\n\n" + one.replace("1", "2"))
+    with pytest.raises(ValueError, match="2 ```json facts blocks"):
+        read_card_facts(card)
