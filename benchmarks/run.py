@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suites import MEMORY_KINDS, SUPPORTED, Suite, get_suite, task_key, tasks_for
+from flamingo_vlm.training.contention import machine_busy_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ("openflamingo", "flamingo_pytorch")
@@ -66,16 +67,6 @@ def machine() -> dict[str, Any]:
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
-def _busy_cpu_seconds() -> float | None:
-    """CPU time all processes have used since boot (``/proc/stat``), to spot other load on a shared machine."""
-    try:
-        with open("/proc/stat") as handle:
-            fields = [int(v) for v in handle.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -94,7 +85,7 @@ def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[d
         env.update(MEMORY_ENV)
     if impl != "ours":
         env.pop("PYTHONPATH", None)  # the peer interpreter must not see this environment's packages
-    started, busy, children = time.perf_counter(), _busy_cpu_seconds(), _children_cpu_seconds()
+    started, busy, children = time.perf_counter(), machine_busy_cpu_seconds(), _children_cpu_seconds()
     try:
         process = subprocess.run([python, "-m", "benchmarks.worker", str(request), str(result)], cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=timeout)
@@ -104,7 +95,7 @@ def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[d
     wall = time.perf_counter() - started
     foreign = None
     if busy is not None:  # CPU used by anything but this worker, as a fraction of the machine
-        other = (_busy_cpu_seconds() or busy) - busy - (_children_cpu_seconds() - children)
+        other = (machine_busy_cpu_seconds() or busy) - busy - (_children_cpu_seconds() - children)
         foreign = max(0.0, other / (wall * (os.cpu_count() or 1)))
     names = ", ".join(task_key(t) + (" (memory)" if t.get("memory") else "") for t in tasks)
     log(f"  {impl:<17} {names[:70]:<70} {wall:6.1f} s" + (f"  (other load {foreign:.0%})" if foreign and foreign > 0.1 else ""))

@@ -47,6 +47,9 @@ def _clip_stage_line(clip: dict[str, Any]) -> str:
                (clip.get("spatial_negatives", 0), "one position or relation phrase mirrored")]
     said = [f"{count} cop{'y' if count == 1 else 'ies'} of its caption with {change}" for count, change in altered if count]
     extra = f", each image also against {' and '.join(said)}" if said else ""
+    gray = clip.get("colourless_fraction", 0.0)
+    if gray:
+        extra += (f"; {gray:.0%} of each batch shown in gray against its caption without colour words")
     return (f"3. a small CLIP-style dual encoder, {tower} and a text transformer, trained contrastively on the "
             f"image-text pairs{extra}; its vision tower is kept, frozen;")
 

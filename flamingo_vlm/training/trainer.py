@@ -33,6 +33,7 @@ from flamingo_vlm.model.flamingo import Flamingo
 from flamingo_vlm.model.fusion import FlamingoDecoderLayer
 from flamingo_vlm.training.checkpoint import gather_trainable_weights, list_checkpoints, load_checkpoint, save_checkpoint
 from flamingo_vlm.training.config import TrainConfig, config_to_dict
+from flamingo_vlm.training.contention import CpuContention
 from flamingo_vlm.training.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -143,6 +144,8 @@ class MetricsWriter:
                 self.tensorboard.add_scalar(f"loss/{name}", value, step)
             self.tensorboard.add_scalar("lr", record["lr"], step)
             self.tensorboard.add_scalar("tokens_per_s", record["tokens_per_s"], step)
+            if record.get("other_cpu_cores") is not None:
+                self.tensorboard.add_scalar("other_cpu_cores", record["other_cpu_cores"], step)
             for index, gates in enumerate(record["gates"]):
                 for name, value in gates.items():
                     self.tensorboard.add_scalar(f"gate_{name}/block_{index}", value, step)
@@ -202,6 +205,8 @@ def _train(config: TrainConfig, context: DistributedContext) -> Path:
                desc="train", dynamic_ncols=True)
     autocast = torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     is_ddp = isinstance(wrapped, nn.parallel.DistributedDataParallel)
+    # On a CPU, other busy programs slow every op far beyond their share of the cores: say so when it happens.
+    contention = CpuContention(torch.get_num_threads()) if context.device.type == "cpu" and context.is_main else None
     window_tokens, window_start = 0, time.perf_counter()
     last_losses: dict[str, float] = {}
     for step in range(start_step, config.steps):
@@ -234,6 +239,9 @@ def _train(config: TrainConfig, context: DistributedContext) -> Path:
             record = {"step": done, "lr": lr, "loss": dict(last_losses), "grad_norm": float(grad_norm),
                       "tokens_per_s": tokens_per_s, "gates": gate_table(model),
                       "skipped": {k: dict(v) for k, v in skipped.items() if v}}
+            if contention is not None:
+                contention.check()
+                record["other_cpu_cores"] = contention.last_other_cores
             metrics.write(record)
             bar.set_postfix({**{k: f"{v:.3f}" for k, v in last_losses.items()}, "lr": f"{lr:.2e}",
                              "tok/s": f"{tokens_per_s:.0f}"})

@@ -17,6 +17,9 @@ def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
     both = _clip_stage_line({**resnet, "shape_negatives": 1, "spatial_negatives": 2})
     assert "1 copy of its caption with one shape word swapped and 2 copies of its caption with one position or " \
            "relation phrase mirrored" in both
+    assert "gray" not in both
+    assert "25% of each batch shown in gray against its caption without colour words" in \
+        _clip_stage_line({**resnet, "shape_negatives": 3, "colourless_fraction": 0.25})
 
 
 def test_a_card_with_two_facts_blocks_is_rejected(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,10 +14,11 @@ import torch.nn.functional as F
 from flamingo_vlm.backbones.vision import VisionEncoder, load_vision_tower
 from flamingo_vlm.processing.images import ImageProcessor
 from flamingo_vlm.tinyworld import Shape
+from flamingo_vlm.tinyworld.scene import Colour
 from flamingo_vlm.tinyworld.datasets import build_training_sets
-from flamingo_vlm.tinyworld.pretrain import (ClipSettings, _caption_tensors, _pairs, pretrain_clip,
-                                             negative_captions, swap_shape_word, swap_spatial_phrase,
-                                             train_tokenizer)
+from flamingo_vlm.tinyworld.pretrain import (ClipBatches, ClipSettings, _caption_tensors, _pairs, pretrain_clip,
+                                             negative_captions, swap_shape_word, swap_spatial_phrase, to_gray,
+                                             train_tokenizer, without_colour_words)
 
 SHAPES = {s.value for s in Shape} | {s.plural for s in Shape}
 
@@ -152,3 +155,55 @@ def test_clip_stage_rejects_mismatched_resnet_settings(pairs_and_tokenizer, tmp_
     with pytest.raises(ValueError, match="'resnet' or 'vit'"):
         pretrain_clip(pattern, tokenizer, tmp_path, ClipSettings(image_size=32, vision_architecture="cnn", steps=1),
                       progress=False)
+
+
+def test_colourless_captions_keep_every_other_word(pairs_and_tokenizer) -> None:
+    pattern, _ = pairs_and_tokenizer
+    colours = {c.value for c in Colour}
+    for _, text in _pairs(pattern):
+        plain = without_colour_words(text)
+        words, plain_words = re.findall(r"[a-z]+", text.lower()), re.findall(r"[a-z]+", plain.lower())
+        assert not colours & set(plain_words)
+        assert plain_words == [w for w in words if w not in colours]
+    assert without_colour_words("A red circle left of a speckled white background.") == \
+        "A circle left of a speckled background."
+
+
+def test_to_gray_puts_luma_in_every_channel() -> None:
+    pixels = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).view(2, 3, 1, 1)  # a red and a white pixel
+    gray = to_gray(pixels)
+    torch.testing.assert_close(gray.flatten(1), torch.tensor([[0.299] * 3, [1.0] * 3]))
+
+
+@pytest.mark.parametrize("fraction, gray", [(0.0, 0), (0.5, 2)])
+def test_clip_batches_show_their_first_rows_in_gray_against_colourless_captions(
+        pairs_and_tokenizer, fraction: float, gray: int) -> None:
+    pattern, tokenizer = pairs_and_tokenizer
+    images, texts = zip(*_pairs(pattern))
+    pixels = torch.from_numpy(np.stack(images))
+    settings = ClipSettings(image_size=32, batch_size=4, shape_negatives=1, colourless_fraction=fraction,
+                            max_text_tokens=256)  # no caption cut short
+    processor = ImageProcessor(image_size=32)
+    batches = ClipBatches(pixels, list(texts), tokenizer, settings, processor, random.Random(0))
+    index = torch.tensor([3, 5, 7, 9])
+    batch_pixels, ids, mask = batches(index)
+    raw = batch_pixels * torch.tensor(processor.image_std).view(1, 3, 1, 1) + \
+        torch.tensor(processor.image_mean).view(1, 3, 1, 1)  # back to [0, 1]
+    for row, pair in enumerate(index.tolist()):
+        is_gray = torch.allclose(raw[row, 0], raw[row, 1], atol=1e-5) and torch.allclose(raw[row, 1], raw[row, 2],
+                                                                                          atol=1e-5)
+        assert is_gray == (row < gray)
+        caption = tokenizer.decode(ids[row][mask[row].bool()], skip_special_tokens=True)
+        expected = without_colour_words(texts[pair]) if row < gray else texts[pair]
+        assert caption.strip() == expected.strip()
+    # Each pair whose caption names a shape has one negative: that caption (colourless where it is) with one shape
+    # word swapped.
+    has_negative = batches.negatives[0][2][index + batches.caption_offset]
+    rows = [row for row in range(len(index)) if has_negative[row]]
+    assert rows and len(rows) == ids.shape[0] - len(index)
+    for row, negative in zip(rows, ids[len(index):], strict=True):
+        words = tokenizer.decode(negative[negative != tokenizer.pad_token_id], skip_special_tokens=True).split()
+        pair = int(index[row])
+        expected = (without_colour_words(texts[pair]) if row < gray else texts[pair]).split()
+        changed = [(a, b) for a, b in zip(words, expected, strict=True) if a != b]
+        assert len(changed) == 1 and changed[0][0].strip(".,") in SHAPES

@@ -28,6 +28,8 @@ def test_training_runs_on_every_format_and_exports(lm_dirs: dict[str, str], clip
         assert set(record["loss"]) == {"docs", "pairs", "clips"}
         assert all(0 < v < 20 for v in record["loss"].values())
         assert record["tokens_per_s"] > 0 and len(record["gates"]) == 4
+        # Other programs' CPU use (cores) is logged on CPU runs; None until two seconds have passed.
+        assert "other_cpu_cores" in record and (record["other_cpu_cores"] is None or record["other_cpu_cores"] >= 0)
     # The new layers moved away from the frozen LM; the gates opened.
     assert any(g["attn"] > 0 for g in records[-1]["gates"])
     model = Flamingo.from_pretrained(export)
