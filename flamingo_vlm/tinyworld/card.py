@@ -78,7 +78,8 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                attribute_reading: dict[str, dict[str, float]] | None = None,
                copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8,
                lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4,
-               position_keeping: dict[str, float] | None = None) -> Path:
+               position_keeping: dict[str, float] | None = None,
+               question_binding: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
     facts = card_facts(model)
@@ -134,6 +135,14 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "it ranks first after `<image>a picture of a`, and the shape word after `<image>a picture of a "
                   "<colour>`; `flamingo_vlm.tinyworld.probe.attribute_reading`): "
                   + reading_summary(attribute_reading) + ".", ""]
+    if question_binding:
+        from flamingo_vlm.tinyworld.probe import question_binding_summary
+
+        lines += ["Whether the model finds the object a question names (held-out VQA scenes of two or more objects; "
+                  "an object whose colour no other has; the shape word it ranks first after `<image>a picture of a "
+                  "<colour>`, as its captions say it, and after `<image>Question: what shape is the <colour> "
+                  "object? Answer:`; `flamingo_vlm.tinyworld.probe.question_binding`): "
+                  + question_binding_summary(question_binding) + ".", ""]
     if image_reliance:
         from flamingo_vlm.tinyworld.probe import reliance_summary
 

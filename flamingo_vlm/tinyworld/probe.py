@@ -254,6 +254,78 @@ def reading_summary(results: dict[str, dict[str, float]]) -> str:
                      f"{100 * r['chance']:.0f}%)" for name, r in results.items())
 
 
+def question_binding_plan(records: Sequence[dict[str, Any]], *, limit: int,
+                          seed: int = 0) -> list[tuple[int, str, str]]:
+    """``(image_id, colour, shape)``: per scene (first ``limit``), one object whose colour no other object in the
+    scene has, chosen by ``seed``; scenes without one are left out. Records are tiny-world VQA ``records.jsonl``
+    lines (one per question; a scene is taken once)."""
+    rng = np.random.default_rng(seed)
+    plan, seen = [], set()
+    for record in records:
+        if record["image_id"] in seen:
+            continue
+        seen.add(record["image_id"])
+        objects = record["scene"]["objects"]
+        colours = [obj["colour"] for obj in objects]
+        lone = [obj for obj in objects if colours.count(obj["colour"]) == 1]
+        if lone:
+            obj = lone[int(rng.integers(len(lone)))]
+            plan.append((int(record["image_id"]), str(obj["colour"]), str(obj["shape"])))
+        if len(plan) == limit:
+            break
+    return plan
+
+
+QUESTION_BINDING_FORMS = {
+    "caption": "a picture of a {colour}",  # the colour word just before the shape word, as in training captions
+    "question": "Question: what shape is the {colour} object? Answer:",  # the evaluation's VQA format
+}
+
+
+@torch.no_grad()
+def question_binding(model: Flamingo, vqa_folder: str | Path, *, limit: int = 200,
+                     batch_size: int = 96) -> dict[str, float]:
+    """How often ``model`` names the shape of the object a colour picks out in a multi-object scene, said two ways.
+
+    ``vqa_folder``: a tiny-world VQA split (``records.jsonl`` and ``images/``). For each planned object
+    (:func:`question_binding_plan`), the shape word ranked first of the 8 after ``<image>a picture of a <colour>``
+    (``caption``: how the model's captions say it) and after ``<image>Question: what shape is the <colour>
+    object? Answer:`` (``question``), and the caption form with another scene's image (``shuffled``). A model that
+    binds colour to shape in its captions but not when asked reads ``caption`` well above ``question``.
+    """
+    folder = Path(vqa_folder)
+    path = folder / "records.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: question_binding reads a tiny-world VQA split (data/eval/vqa/<split>).")
+    plan = question_binding_plan([json.loads(line) for line in path.read_text().splitlines()], limit=limit)
+    if len(plan) < 2:
+        raise ValueError(f"question_binding needs at least 2 scenes with an object of a colour of its own, got "
+                         f"{len(plan)} in {folder}.")
+    shapes = [s.value for s in Shape]
+    images = [Image.open(folder / "images" / f"{image_id}.png").convert("RGB") for image_id, _, _ in plan]
+    target = torch.tensor([shapes.index(shape) for _, _, shape in plan])
+    model.eval()
+    conditions = {"caption": ("caption", images), "question": ("question", images),
+                  "shuffled": ("caption", images[1:] + images[:1])}
+    results: dict[str, float] = {"chance": 1 / len(shapes)}
+    for name, (form, shown) in conditions.items():
+        rows = [(QUESTION_BINDING_FORMS[form].format(colour=colour), word, image)
+                for (_, colour, _), image in zip(plan, shown) for word in shapes]
+        scores = torch.cat([_continuation_logprobs(model, rows[start: start + batch_size])
+                            for start in range(0, len(rows), batch_size)])
+        choice = scores.view(len(plan), len(shapes)).argmax(1)  # (n,): the shape word it ranks first
+        results[name] = float((choice == target).float().mean())
+    results["scenes"] = len(plan)
+    return results
+
+
+def question_binding_summary(results: dict[str, float]) -> str:
+    """One line for a model card: ``caption form 67%, question form 30% (another image 11%, chance 12%; 189 scenes)``."""
+    return (f"caption form {100 * results['caption']:.0f}%, question form {100 * results['question']:.0f}% (caption "
+            f"form with another image {100 * results['shuffled']:.0f}%, chance {100 * results['chance']:.0f}%; "
+            f"{int(results['scenes'])} scenes)")
+
+
 IMAGE_CONDITIONS = ("right", "shuffled", "blank")
 
 

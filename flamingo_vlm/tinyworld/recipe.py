@@ -213,13 +213,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         copying = in_context_copying(exported)
         recall = in_context_recall(exported, pairs=CARD_RECALL_PAIRS)
         binding = _binding_if_enough_images(exported, paths)
+        asked = _question_binding_if_enough_scenes(exported, paths)
         keeping = position_keeping(exported, images=max(100, round(CARD_POSITION_IMAGES * config.data_scale)))
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
                    vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
                    copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS, lm_recall=recall,
-                   lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping)
+                   lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping, question_binding=asked)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():
@@ -287,6 +288,18 @@ def _binding_if_enough_images(model: Flamingo, paths: dict[str, Any]) -> dict[st
               f"{CARD_BINDING_SHOTS})")
         return None
     return copy_binding(model, annotations, support["classes"], shots=CARD_BINDING_SHOTS)
+
+
+def _question_binding_if_enough_scenes(model: Flamingo, paths: dict[str, Any]) -> dict[str, float] | None:
+    """The card's question-binding probe on the held-out VQA scenes; None (and said) when there are too few."""
+    from flamingo_vlm.tinyworld.probe import question_binding
+
+    folder = Path(paths["eval"]["vqa"]["eval"]["questions"]).parent
+    try:
+        return question_binding(model, folder)
+    except ValueError as error:  # a tiny data_scale can leave too few scenes with an object of a colour of its own
+        print(f"card: question-binding probe skipped ({error})")
+        return None
 
 
 def _single_object_folders(paths: dict[str, Any]) -> list[Path]:

@@ -32,6 +32,9 @@ from flamingo_vlm.tinyworld.probe import (
     position_keeping,
     probe_summary,
     probe_vision,
+    question_binding,
+    question_binding_plan,
+    question_binding_summary,
     reading_summary,
     recall_prompts,
     recall_summary,
@@ -402,3 +405,76 @@ def test_position_keeping_scores_what_the_latents_keep_not_what_the_encoder_has(
 def test_position_keeping_rejects_too_few_images(lm_dirs: dict[str, str], clip_dir: str) -> None:
     with pytest.raises(ValueError, match="images >= 20"):
         position_keeping(build(lm_dirs["llama"], clip_dir), images=10)
+
+
+@pytest.fixture(scope="module")
+def vqa_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("vqa")
+    build_eval_sets(root, seed=4, image_size=32, progress=False, num_captioning=2, num_vqa_images=24,
+                    num_video_qa=2, num_novel_words=2, num_shapes=2, num_support=2)
+    return root / "vqa" / "eval"
+
+
+def test_question_binding_plan_asks_about_an_object_no_other_shares_a_colour_with() -> None:
+    def record(image_id: int, *objects: tuple[str, str]) -> dict:
+        return {"image_id": image_id, "scene": {"objects": [{"colour": c, "shape": s} for c, s in objects]}}
+
+    records = [record(1, ("red", "star"), ("red", "circle")),  # no colour of its own: left out
+               record(2, ("red", "star"), ("blue", "circle"), ("blue", "heart")),
+               record(2, ("red", "star"), ("blue", "circle"), ("blue", "heart")),  # a second question, same scene
+               record(3, ("green", "square"), ("teal", "cross")),
+               record(4, ("white", "diamond"), ("black", "star"))]
+    assert question_binding_plan(records, limit=10)[0] == (2, "red", "star")
+    plan = question_binding_plan(records, limit=10)
+    assert [p[0] for p in plan] == [2, 3, 4]
+    assert plan[1] in {(3, "green", "square"), (3, "teal", "cross")}
+    assert len(question_binding_plan(records, limit=2)) == 2
+
+
+def test_question_binding_is_at_the_shuffled_level_while_the_gates_are_closed(
+        lm_dirs: dict[str, str], clip_dir: str, vqa_folder: Path) -> None:
+    model = build(lm_dirs["llama"], clip_dir)  # fresh gates are 0: the images cannot matter
+    results = question_binding(model, vqa_folder, limit=10, batch_size=40)
+    assert results["caption"] == results["shuffled"] and results["chance"] == pytest.approx(1 / 8)
+    assert results["scenes"] == 10 and "question form" in question_binding_summary(results)
+
+
+def test_question_binding_tells_a_model_that_answers_only_in_caption_form(
+        lm_dirs: dict[str, str], clip_dir: str, vqa_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from PIL import Image
+
+    model = build(lm_dirs["llama"], clip_dir)
+    records = [json.loads(line) for line in (vqa_folder / "records.jsonl").read_text().splitlines()]
+    plan = question_binding_plan(records, limit=12)
+    truth = {}  # the pixels of each planned image -> the planned object's shape
+    for image_id, _, shape in plan:
+        image = Image.open(vqa_folder / "images" / f"{image_id}.png").convert("RGB")
+        truth[model.processor("<image>", images=[image])["pixel_values"].flatten().numpy().tobytes()] = shape
+    tokenizer = model.processor.tokenizer
+    vocab = model(input_ids=torch.tensor([[1]])).logits.shape[-1]
+
+    def caption_only_oracle(input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                            **_: object) -> FlamingoOutput:
+        """Certain of the right shape word after "a picture of a <colour>"; uniform after a question."""
+        logits = torch.zeros(*input_ids.shape, vocab)
+        for b, row in enumerate(input_ids.tolist()):
+            length = int(attention_mask[b].sum())
+            text = tokenizer.decode(row[:length])
+            word = text.split()[-1]
+            if "a picture of a" in text and word == truth.get(pixel_values[b].flatten().numpy().tobytes()):
+                word_tokens = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+                for t in range(length - 1 - word_tokens, length - 1):
+                    logits[b, t, row[t + 1]] = 50.0
+        return FlamingoOutput(logits=logits, loss=None)
+
+    monkeypatch.setattr(model, "forward", caption_only_oracle)
+    results = question_binding(model, vqa_folder, limit=12, batch_size=50)
+    assert results["caption"] == 1.0
+    # Uniform logits after a question: the shape word of fewest tokens (the first such) wins every one, so it is
+    # right only where that is the answer.
+    shapes = [s.value for s in Shape]
+    winner = min(shapes, key=lambda w: len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]))
+    assert results["question"] == pytest.approx(sum(shape == winner for _, _, shape in plan) / len(plan))
+    assert results["shuffled"] < 1.0

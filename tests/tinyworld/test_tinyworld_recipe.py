@@ -48,6 +48,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert "Whether the model copies from its context" in card.read_text()
     assert "the value right after its key" in card.read_text()
     assert "Whether the model keeps where an object is" in card.read_text()
+    assert "Whether the model finds the object a question names" in card.read_text()
     # A second run finds every stage done and redoes only the export.
     again = run_recipe(config)
     assert again["seconds"]["flamingo"] == pytest.approx(report["seconds"]["flamingo"])
