@@ -94,6 +94,28 @@ def test_attribute_reading_is_at_the_shuffled_level_while_the_gates_are_closed(
     assert "with another image" in reading_summary(results)
 
 
+def word_oracle(model, knows):
+    """A stand-in forward: certain of the last word's tokens where ``knows(text, pixels, word)`` (``pixels`` the
+    row's image as bytes), uniform everywhere else (causal: what comes before the word cannot know it)."""
+    tokenizer = model.processor.tokenizer
+    vocab = model(input_ids=torch.tensor([[1]])).logits.shape[-1]
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                **_: object) -> FlamingoOutput:
+        logits = torch.zeros(*input_ids.shape, vocab)
+        for b, row in enumerate(input_ids.tolist()):
+            length = int(attention_mask[b].sum())
+            text = tokenizer.decode(row[:length])
+            word = text.split()[-1]
+            if knows(text, pixel_values[b].flatten().numpy().tobytes(), word):
+                word_tokens = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
+                for t in range(length - 1 - word_tokens, length - 1):
+                    logits[b, t, row[t + 1]] = 50.0
+        return FlamingoOutput(logits=logits, loss=None)
+
+    return forward
+
+
 def test_attribute_reading_scores_a_model_that_reads_its_images_and_not_another_images(
         lm_dirs: dict[str, str], clip_dir: str, shapes_folders: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import json
@@ -108,24 +130,7 @@ def test_attribute_reading_scores_a_model_that_reads_its_images_and_not_another_
             pixels = model.processor("<image>", images=[Image.open(folder / record["image"]).convert("RGB")])
             obj = record["scene"]["objects"][0]
             truth[pixels["pixel_values"].flatten().numpy().tobytes()] = {obj["colour"], obj["shape"]}
-    tokenizer = model.processor.tokenizer
-    vocab = model(input_ids=torch.tensor([[1]])).logits.shape[-1]
-
-    def reading_oracle(input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
-                       **_: object) -> FlamingoOutput:
-        """Certain of the word's tokens where it is the word the image shows; uniform everywhere else (causal: what
-        comes before the word cannot know it)."""
-        logits = torch.zeros(*input_ids.shape, vocab)
-        for b, row in enumerate(input_ids.tolist()):
-            length = int(attention_mask[b].sum())
-            word = tokenizer.decode(row[:length]).split()[-1]
-            if word in truth[pixel_values[b].flatten().numpy().tobytes()]:
-                word_tokens = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
-                for t in range(length - 1 - word_tokens, length - 1):
-                    logits[b, t, row[t + 1]] = 50.0
-        return FlamingoOutput(logits=logits, loss=None)
-
-    monkeypatch.setattr(model, "forward", reading_oracle)
+    monkeypatch.setattr(model, "forward", word_oracle(model, lambda text, pixels, word: word in truth[pixels]))
     results = attribute_reading(model, shapes_folders, limit=16, batch_size=50)
     assert results["colour"]["right"] == 1.0 and results["shape"]["right"] == 1.0
     assert results["shape"]["shuffled"] == 0.0  # the set cycles through the shapes: a neighbour's is never right
@@ -452,29 +457,15 @@ def test_question_binding_tells_a_model_that_answers_only_in_caption_form(
     for image_id, _, shape in plan:
         image = Image.open(vqa_folder / "images" / f"{image_id}.png").convert("RGB")
         truth[model.processor("<image>", images=[image])["pixel_values"].flatten().numpy().tobytes()] = shape
-    tokenizer = model.processor.tokenizer
-    vocab = model(input_ids=torch.tensor([[1]])).logits.shape[-1]
-
-    def caption_only_oracle(input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
-                            **_: object) -> FlamingoOutput:
-        """Certain of the right shape word after "a picture of a <colour>"; uniform after a question."""
-        logits = torch.zeros(*input_ids.shape, vocab)
-        for b, row in enumerate(input_ids.tolist()):
-            length = int(attention_mask[b].sum())
-            text = tokenizer.decode(row[:length])
-            word = text.split()[-1]
-            if "a picture of a" in text and word == truth.get(pixel_values[b].flatten().numpy().tobytes()):
-                word_tokens = len(tokenizer(" " + word, add_special_tokens=False)["input_ids"])
-                for t in range(length - 1 - word_tokens, length - 1):
-                    logits[b, t, row[t + 1]] = 50.0
-        return FlamingoOutput(logits=logits, loss=None)
-
-    monkeypatch.setattr(model, "forward", caption_only_oracle)
+    # Certain of the right shape word after "a picture of a <colour>"; uniform after a question.
+    monkeypatch.setattr(model, "forward", word_oracle(
+        model, lambda text, pixels, word: "a picture of a" in text and word == truth.get(pixels)))
     results = question_binding(model, vqa_folder, limit=12, batch_size=50)
     assert results["caption"] == 1.0
     # Uniform logits after a question: the shape word of fewest tokens (the first such) wins every one, so it is
     # right only where that is the answer.
     shapes = [s.value for s in Shape]
+    tokenizer = model.processor.tokenizer
     winner = min(shapes, key=lambda w: len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]))
     assert results["question"] == pytest.approx(sum(shape == winner for _, _, shape in plan) / len(plan))
     assert results["shuffled"] < 1.0
