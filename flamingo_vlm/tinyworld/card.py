@@ -49,7 +49,7 @@ def _clip_stage_line(clip: dict[str, Any]) -> str:
     extra = f", each image also against {' and '.join(said)}" if said else ""
     gray = clip.get("colourless_fraction", 0.0)
     if gray:
-        extra += (f"; {gray:.0%} of each batch shown in gray against its caption without colour words")
+        extra += f"; {gray:.0%} of each batch shown in gray against its caption without colour words"
     return (f"3. a small CLIP-style dual encoder, {tower} and a text transformer, trained contrastively on the "
             f"image-text pairs{extra}; its vision tower is kept, frozen;")
 

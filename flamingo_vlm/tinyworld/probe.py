@@ -320,7 +320,8 @@ def question_binding(model: Flamingo, vqa_folder: str | Path, *, limit: int = 20
 
 
 def question_binding_summary(results: dict[str, float]) -> str:
-    """One line for a model card: ``caption form 67%, question form 30% (another image 11%, chance 12%; 189 scenes)``."""
+    """One line for a model card: ``caption form 73%, question form 31% (caption form with another image 14%,
+    chance 12%; 200 scenes)``."""
     return (f"caption form {100 * results['caption']:.0f}%, question form {100 * results['question']:.0f}% (caption "
             f"form with another image {100 * results['shuffled']:.0f}%, chance {100 * results['chance']:.0f}%; "
             f"{int(results['scenes'])} scenes)")

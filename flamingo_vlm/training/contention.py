@@ -7,9 +7,9 @@ two (measured in this project: the tiny-world recipe's pairs phase fell from 2.7
 evaluation ran beside it, and was back at 2.7 the moment it ended). A slow progress bar does not say why; this
 module does, from ``/proc`` (Linux; elsewhere it stays silent).
 
-The measure: the CPU time the cores this process may run on used over an interval (``/proc/stat``) minus what this process and its
-children (data-loader workers) used, in cores. Other ranks of a torchrun job on the same machine count as other
-load, rightly: their threads compete for the same cores.
+The measure: the CPU time used over an interval on the cores this process may run on (``/proc/stat``), minus
+what this process and its children (data-loader workers) used, in cores. Other ranks of a torchrun job on the
+same machine count as other load, rightly: their threads compete for the same cores.
 """
 
 from __future__ import annotations
