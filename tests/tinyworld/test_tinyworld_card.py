@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flamingo_vlm.tinyworld.card import _clip_stage_line, read_card_facts
+from flamingo_vlm.tinyworld.card import _clip_stage_line, _lm_stage_line, read_card_facts
 
 
 def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
@@ -20,6 +20,17 @@ def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
     assert "gray" not in both
     assert "25% of each batch shown in gray against its caption without colour words" in \
         _clip_stage_line({**resnet, "shape_negatives": 3, "colourless_fraction": 0.25})
+
+
+def test_stage_lines_say_how_long_and_how_fast_each_backbone_trained() -> None:
+    resnet = {"vision_architecture": "resnet", "resnet_widths": [32, 64, 128], "shape_negatives": 3}
+    assert "image-text pairs (1600 steps, lr 0.001), each image also against 3 copies" in \
+        _clip_stage_line({**resnet, "steps": 1600, "lr": 0.001})
+    assert "steps" not in _clip_stage_line(resnet)  # a recipe.json that does not say is not made to
+    lm = _lm_stage_line({"layers": 4, "width": 256, "steps": 2000, "lr": 0.002})
+    assert lm == ("4. a small Llama (4 layers, width 256) trained on the world's text, full of in-context structure "
+                  "(2000 steps, lr 0.002), frozen;")
+    assert _lm_stage_line({}) == "4. a small Llama trained on the world's text, full of in-context structure, frozen;"
 
 
 def test_a_card_with_two_facts_blocks_is_rejected(tmp_path: Path) -> None:
