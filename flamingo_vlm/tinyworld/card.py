@@ -56,8 +56,8 @@ def _clip_stage_line(clip: dict[str, Any]) -> str:
 
 def _steps_and_lr(stage: dict[str, Any]) -> str:
     """`` (N steps, lr X)`` from a stage's settings, as far as they say (a recipe.json from before may not)."""
-    said = [f"{stage['steps']} steps" if "steps" in stage else "", f"lr {stage['lr']}" if "lr" in stage else ""]
-    said = [part for part in said if part]
+    said = [f"{stage['steps']} steps"] if "steps" in stage else []
+    said += [f"lr {stage['lr']}"] if "lr" in stage else []
     return f" ({', '.join(said)})" if said else ""
 
 
