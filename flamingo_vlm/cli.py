@@ -148,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="write WebDataset shards from a local folder or JSONL",
         description="Convert small local data into the shards training reads. KIND is pairs (a folder of "
                     "name.jpg + name.txt, or JSONL of {image, text}), interleaved (JSONL of MMC4-style "
-                    "{text_list, image_info}) or video (JSONL of {frames | frames_dir, text}). Corrupt samples are "
+                    "{text_list, image_info}), video (JSONL of {frames | frames_dir, text}) or text (documents with no "
+                    "image: a .txt of one document per line, or JSONL of {text}). Corrupt samples are "
                     "skipped and counted. Prints the brace pattern to put in a training config.",
     )
-    data.add_argument("kind", choices=["pairs", "interleaved", "video", "tiny-world"],
+    data.add_argument("kind", choices=["pairs", "interleaved", "video", "text", "tiny-world"],
                       help="sample layout, or tiny-world to generate the whole tiny world")
     data.add_argument("source", help="folder or JSONL file (for tiny-world: the output folder)")
     data.add_argument("out_dir", nargs="?", help="folder for the .tar shards")

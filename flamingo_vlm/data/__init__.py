@@ -1,7 +1,7 @@
 """Training data: WebDataset sample formats, sequence building, and writing shards from local datasets.
 
-- ``formats``: raw WebDataset sample (extension -> bytes) -> ``PairSample`` / ``InterleavedSample`` / ``VideoSample``,
-  or ``CorruptSample`` with a reason slug.
+- ``formats``: raw WebDataset sample (extension -> bytes) -> ``PairSample`` / ``InterleavedSample`` / ``VideoSample``
+  / ``TextSample``, or ``CorruptSample`` with a reason slug.
 - ``sequences``: decoded sample -> ``TrainingExample`` (tokens, labels, pixels) in the paper's layouts; ``collate``; ``pack_examples`` joins windows into one row.
 - ``sources``: small local datasets (folders, JSONL) as raw samples.
 - ``shards``: ``write_shards`` / ``data_command`` (``flamingo data KIND SOURCE OUT_DIR``).
@@ -16,6 +16,7 @@ from flamingo_vlm.data.formats import (
     Kind,
     PairSample,
     Sample,
+    TextSample,
     VideoSample,
     decode_image,
     decode_sample,
@@ -43,6 +44,7 @@ __all__ = [
     "Sample",
     "SequenceBuilder",
     "ShardStats",
+    "TextSample",
     "TrainingExample",
     "VideoSample",
     "brace_pattern",

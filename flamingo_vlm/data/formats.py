@@ -1,4 +1,4 @@
-"""Decoding one raw WebDataset sample into a structured pairs / interleaved / video sample.
+"""Decoding one raw WebDataset sample into a structured pairs / interleaved / video / text sample.
 
 A raw sample is what ``webdataset.tariterators.group_by_keys`` yields: ``__key__``, ``__url__`` and one entry per
 file of the sample, the file name minus ``{key}.`` -> bytes (lower-cased by WebDataset). The layouts:
@@ -15,6 +15,9 @@ interleaved (MMC4 layout)
 video
     ``{key}.frame000.jpg``, ``{key}.frame001.jpg``, ... (ordered by the number, any width) + ``{key}.txt`` or
     ``{key}.json`` as for pairs.
+text
+    ``{key}.txt``, or ``{key}.json`` with ``text`` (or ``caption``): a document with no image (not in the paper;
+    see ``DatasetConfig.kind``).
 
 Every problem raises :class:`CorruptSample` with a short stable ``reason`` slug (see ``REASONS``) so a training
 run can count skipped samples per cause. Nothing is ever unpickled: only images, UTF-8 text and JSON are read.
@@ -44,13 +47,14 @@ __all__ = [
     "Kind",
     "PairSample",
     "Sample",
+    "TextSample",
     "VideoSample",
     "decode_image",
     "decode_sample",
 ]
 
-Kind = Literal["pairs", "interleaved", "video"]
-KINDS: tuple[str, ...] = ("pairs", "interleaved", "video")
+Kind = Literal["pairs", "interleaved", "video", "text"]
+KINDS: tuple[str, ...] = ("pairs", "interleaved", "video", "text")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 
@@ -58,7 +62,7 @@ REASONS: dict[str, str] = {
     "bad_image": "image bytes that PIL cannot decode (truncated, corrupt, not an image)",
     "bad_json": "JSON that does not parse or lacks/mistypes a required field",
     "bad_text": "a .txt caption that is not UTF-8",
-    "missing_text": "no .txt and no caption in the .json",
+    "missing_text": "no .txt and no caption (or text) in the .json",
     "empty_text": "caption or document with no non-blank text",
     "missing_image": "no image file in the sample (pairs), or an image_name absent from it (interleaved)",
     "no_images": "an interleaved document without any image",
@@ -119,7 +123,15 @@ class VideoSample:
     text: str
 
 
-Sample: TypeAlias = PairSample | InterleavedSample | VideoSample
+@dataclass
+class TextSample:
+    """A document of text alone."""
+
+    key: str
+    text: str
+
+
+Sample: TypeAlias = PairSample | InterleavedSample | VideoSample | TextSample
 
 
 def decode_sample(kind: Kind | str, raw: Mapping[str, Any], *, max_images: int | None,
@@ -127,7 +139,7 @@ def decode_sample(kind: Kind | str, raw: Mapping[str, Any], *, max_images: int |
     """Decode a raw WebDataset sample of the given kind.
 
     Args:
-        kind: ``"pairs"``, ``"interleaved"`` or ``"video"``.
+        kind: ``"pairs"``, ``"interleaved"``, ``"video"`` or ``"text"``.
         raw: the sample dict (``__key__`` and extension -> bytes).
         max_images: interleaved documents with more images than this are rejected (``None``: no limit); the
             paper and OpenFlamingo train on at most 5-6 images per sequence.
@@ -147,6 +159,8 @@ def decode_sample(kind: Kind | str, raw: Mapping[str, Any], *, max_images: int |
             return _decode_pair(key, raw, processor)
         if kind == "video":
             return _decode_video(key, raw, processor)
+        if kind == "text":
+            return TextSample(key=key, text=_caption(raw, what="document"))
         return _decode_interleaved(key, raw, processor, max_images)
     except CorruptSample as error:
         if error.key is None:
@@ -249,7 +263,7 @@ def _image_bytes(raw: Mapping[str, Any], info: Mapping[str, Any], name: str) -> 
     raise CorruptSample("missing_image", f"image_name {name!r} is not a file of the sample (files: {_files(raw)})")
 
 
-def _caption(raw: Mapping[str, Any]) -> str:
+def _caption(raw: Mapping[str, Any], what: str = "caption") -> str:
     if "txt" in raw:
         try:
             text = _utf8(raw["txt"])
@@ -264,9 +278,9 @@ def _caption(raw: Mapping[str, Any]) -> str:
         if not isinstance(text, str):
             raise CorruptSample("bad_json", f"the .json field {field!r} is a {type(text).__name__}, not a string")
     else:
-        raise CorruptSample("missing_text", f"no .txt or .json caption (files: {_files(raw)})")
+        raise CorruptSample("missing_text", f"no .txt or .json {what} (files: {_files(raw)})")
     if not text.strip():
-        raise CorruptSample("empty_text", "the caption is blank")
+        raise CorruptSample("empty_text", f"the {what} is blank")
     return text.strip()
 
 

@@ -9,11 +9,14 @@ Layouts (``<BOS>``/``<EOS>`` only when the tokenizer has them):
   after an image tag has no leading space (OpenFlamingo's MMC4 formatting). A training sample is a random window
   of ``max_tokens`` tokens (``<BOS>`` + a slice of the document) keeping at most the first ``max_media`` images
   in the window.
+- text documents (no image; not in the paper): ``<BOS>`` + a random window of the text's tokens, ``<EOS>`` when the
+  window reaches the document's end. ``<|endofchunk|>`` written in the text is kept (documents separate their
+  chunks with it, as the LM's own pretraining text may); only ``<image>``, BOS, EOS and pad are dropped from it.
 
 Labels (what the loss predicts): a copy of ``input_ids`` with -100 on ``<BOS>``, on every ``<image>`` token (images
 are given, not predicted), on everything up to the first ``<image>`` (text that sees no image teaches nothing about
 images; OpenFlamingo does the same), and on padding (``collate``). ``<|endofchunk|>`` and ``<EOS>`` are predicted,
-so the model learns where a caption ends.
+so the model learns where a caption ends. A text document has no image: every token after ``<BOS>`` is predicted.
 
 Invariant: the number of ``<image>`` tokens in ``input_ids`` always equals the number of media items ``M``. To
 keep it, structural tokens that a text spells out literally (``<image>``, ``<|endofchunk|>``, BOS, EOS, pad) are
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flamingo_vlm.data.formats import InterleavedSample, PairSample, Sample, VideoSample
+from flamingo_vlm.data.formats import InterleavedSample, PairSample, Sample, TextSample, VideoSample
 from flamingo_vlm.processing.processor import FlamingoProcessor
 
 __all__ = ["IGNORE_INDEX", "SequenceBuilder", "TrainingExample", "collate", "pack_examples", "sample_frame_indices"]
@@ -45,7 +48,7 @@ class TrainingExample:
         labels: ``(T,)`` targets, -100 where nothing is predicted (see the module docstring).
         pixel_values: ``(M, F, 3, S, S)`` preprocessed media in the order of the ``<image>`` tokens; ``M`` may be 0.
         frame_mask: ``(M, F)`` True for real frames.
-        kind: ``"pairs"``, ``"interleaved"`` or ``"video"``.
+        kind: ``"pairs"``, ``"interleaved"``, ``"video"`` or ``"text"``.
         key: the WebDataset key of the source sample, for logging.
     """
 
@@ -113,7 +116,10 @@ class SequenceBuilder:
             return self.video(sample)
         if isinstance(sample, InterleavedSample):
             return self.interleaved(sample)
-        raise TypeError(f"Expected a PairSample, InterleavedSample or VideoSample, got {type(sample).__name__}.")
+        if isinstance(sample, TextSample):
+            return self.text(sample)
+        raise TypeError(f"Expected a PairSample, InterleavedSample, VideoSample or TextSample, got "
+                        f"{type(sample).__name__}.")
 
     # ------------------------------------------------------------------ pairs and videos
 
@@ -226,6 +232,27 @@ class SequenceBuilder:
                 return low + draw
             draw -= high - low + 1
         raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ text documents
+
+    def text(self, sample: TextSample) -> TrainingExample:
+        """``<BOS>`` + a random ``max_tokens`` window of the document (``<EOS>`` if it reaches the end), no media.
+
+        Every token after ``<BOS>`` carries loss: this is the frozen LM's own kind of sequence, which keeps the
+        gated dense layers (they act on every token, image or not) from unlearning what the LM does with text.
+        """
+        keep = self._structural - {self.eoc_id}
+        ids = self.processor.tokenizer(sample.text, add_special_tokens=False)["input_ids"]
+        tokens = [i for i in ids if i not in keep] + self._eos
+        budget = self.max_tokens - len(self._bos)
+        start = 0 if len(tokens) <= budget else self.rng.randrange(len(tokens) - budget + 1)
+        input_ids = torch.tensor([*self._bos, *tokens[start:start + budget]], dtype=torch.long)
+        labels = input_ids.clone()
+        labels[: len(self._bos)] = IGNORE_INDEX
+        size = self.processor.image_processor.image_size
+        return TrainingExample(input_ids=input_ids, labels=labels,
+                               pixel_values=torch.zeros(0, 1, 3, size, size),  # (M=0, F, 3, S, S)
+                               frame_mask=torch.zeros(0, 1, dtype=torch.bool), kind="text", key=sample.key)
 
     # ------------------------------------------------------------------ shared
 

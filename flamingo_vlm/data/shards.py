@@ -47,7 +47,7 @@ def write_shards(kind: str, source: str | os.PathLike, out_dir: str | os.PathLik
     """Write the samples of a local dataset into tar shards; return the shard paths in order.
 
     Args:
-        kind: ``"pairs"``, ``"interleaved"`` or ``"video"``.
+        kind: ``"pairs"``, ``"interleaved"``, ``"video"`` or ``"text"``.
         source: a folder or JSONL file as accepted by ``flamingo_vlm.data.sources.iter_source``.
         out_dir: created if needed.
         samples_per_shard: samples per tar file.

@@ -11,6 +11,8 @@ interleaved
 video
     a JSONL of ``{"frames": [path, ...], "text": caption}`` or ``{"frames_dir": dir, "text": caption}`` (the image
     files of ``dir`` in natural name order: ``f2`` before ``f10``).
+text
+    a JSONL of ``{"text": document}``, or a plain text file (``.txt``): one document per non-blank line.
 
 Each sample becomes the dict a shard would give: ``__key__`` (``00000000_name`` for folders, ``00000000`` for
 JSONL lines: unique, and free of the dots WebDataset splits keys on), ``__source__`` (where it came from, for error
@@ -19,7 +21,8 @@ messages; not written to shards) and file extension -> bytes, in the layouts of 
 - pairs: ``jpg|jpeg|png|webp`` + ``txt``;
 - interleaved: ``json`` (``image_name`` rewritten to ``img0.jpg``, ``img1.png``, ...; the original path kept as
   ``source_name``) + one entry per image under that name;
-- video: ``frame000.jpg``, ``frame001.jpg``, ... + ``txt``.
+- video: ``frame000.jpg``, ``frame001.jpg``, ... + ``txt``;
+- text: ``txt``.
 
 Problems are not raised here: a missing file or a bad line yields a sample that ``decode_sample`` rejects with the
 matching reason (``missing_image``, ``bad_json``, ...), so validation and counting happen in one place.
@@ -61,7 +64,9 @@ def iter_source(kind: str, source: str | os.PathLike) -> Iterator[dict[str, Any]
         return _folder_pairs(path)
     if not path.is_file():
         raise ValueError(f"Data source not found: {path}")
-    readers = {"pairs": _jsonl_pair, "interleaved": _jsonl_interleaved, "video": _jsonl_video}
+    if kind == "text" and path.suffix.lower() == ".txt":
+        return _text_lines(path)
+    readers = {"pairs": _jsonl_pair, "interleaved": _jsonl_interleaved, "video": _jsonl_video, "text": _jsonl_text}
     return _jsonl(path, readers[kind])
 
 
@@ -140,6 +145,24 @@ def _jsonl_interleaved(sample: dict[str, Any], record: dict[str, Any], root: Pat
             renamed.append({**info, "image_name": name, "source_name": original})
         document["image_info"] = renamed
     sample["json"] = json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+def _jsonl_text(sample: dict[str, Any], record: dict[str, Any], root: Path) -> None:
+    text = record.get("text")
+    if isinstance(text, str):
+        sample["txt"] = text.encode("utf-8")
+    else:  # the decoder names the problem (missing_text, or bad_json for a text that is not a string)
+        sample["json"] = json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def _text_lines(path: Path) -> Iterator[dict[str, Any]]:
+    index = 0
+    with open(path, "rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            yield {"__key__": _key(index), "__source__": f"{path}:{line_number}", "txt": line.rstrip(b"\r\n")}
+            index += 1
 
 
 def _jsonl_video(sample: dict[str, Any], record: dict[str, Any], root: Path) -> None:

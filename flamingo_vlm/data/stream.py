@@ -158,11 +158,7 @@ class ShardStream(IterableDataset):
         try:
             sample = decode_sample(self.dataset.kind, raw, max_images=self.dataset.max_images_per_sample,
                                    image_processor=self.processor.image_processor)
-            if self.dataset.kind == "pairs":
-                return builder.pair(sample)
-            if self.dataset.kind == "video":
-                return builder.video(sample)
-            return builder.interleaved(sample)
+            return builder(sample)
         except CorruptSample as error:
             skipped[error.reason] += 1
             log.warning("skipped sample %s in %s (%s): %s", key, url, error.reason, error.detail)

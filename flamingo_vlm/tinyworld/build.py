@@ -5,6 +5,7 @@ Layout under ``out_dir``::
     train/pairs-NNNNNN.tar        image-text pairs           (datasets.py)
     train/video-NNNNNN.tar        8-frame clips + text
     train/interleaved-NNNNNN.tar  interleaved documents (MMC4 layout)
+    train/text-NNNNNN.tar         the LM corpus's documents as text shards (a Flamingo stage may keep training on them)
     lm/corpus.txt                 LM pretraining corpus, one document per line (corpus.py)
     lm/tokenizer_text.txt         text for training the BPE tokenizer, one text per line
     eval/README.md, eval/{coco,vqa,video_qa,novel_words,shapes}/{eval,support}/...   (evalsets.py)
@@ -100,6 +101,9 @@ def build_tiny_world(out_dir: str | os.PathLike, *, seed: int = 0, scale: float 
         train, seconds["train"] = _write_training_sets(out, seed, counts, image_size, progress)
         corpus, tokenizer_text, seconds["lm"] = _write_lm_text(out / "lm", seed, counts, progress)
     seconds["train_and_lm_wall"] = time.perf_counter() - start
+    start = time.perf_counter()
+    train["text"] = _write_text_shards(out / "train", corpus)
+    seconds["text_shards"] = time.perf_counter() - start
 
     start = time.perf_counter()
     eval_sets = build_eval_sets(
@@ -152,6 +156,13 @@ def _write_lm_text(lm_dir: Path, seed: int, counts: dict[str, int], progress: bo
     with open(tokenizer_text, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(text.replace("\n", " ") + "\n" for text in texts)
     return corpus, tokenizer_text, time.perf_counter() - start
+
+
+def _write_text_shards(train_dir: Path, corpus: Path) -> str:
+    """The LM corpus as ``text`` shards (one document per sample), read by the training engine like any user's."""
+    from flamingo_vlm.data.shards import brace_pattern, write_shards
+
+    return brace_pattern(write_shards("text", corpus, train_dir, samples_per_shard=5000, overwrite=True))
 
 
 def _training_texts(train: dict[str, str]) -> list[str]:

@@ -69,19 +69,32 @@ def _lm_stage_line(lm: dict[str, Any]) -> str:
             "frozen;")
 
 
+def _bare_lm_recall(recipe: dict[str, Any]) -> str:
+    """The LM stage's own recall measure (``probe.lm_recall``, recorded in recipe.json) beside the Flamingo's: what
+    the gated dense layers, which act on text too, kept of the frozen LM's recall."""
+    bare = recipe.get("lm_recall")
+    if not bare:
+        return ""
+    return (f"; the frozen LM alone, before the Flamingo stage: after its key {100 * bare['adjacent']:.0f}%, after "
+            f"`key:` {100 * bare['key_value']:.0f}%, a described shape's name {100 * bare['described']:.0f}%")
+
+
 def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
     lines = ["5. the Perceiver Resampler and GATED XATTN-DENSE blocks trained by the training engine"]
     pairs_steps, steps = stage.get("pairs_phase_steps", 0), stage.get("steps")
     spatial = stage.get("model", {}).get("spatial_positions", 0)
     defaults = (f"learned spatial embeddings for the {spatial} visual tokens of each frame (an extension: the "
                 "paper has none), paper defaults otherwise." if spatial else "paper defaults otherwise.")
+    text = next((d for d in stage.get("datasets", []) if d.get("kind") == "text"), None)
+    also = ("" if text is None else f", with the LM's own text throughout ({text.get('batch_size', 4)} documents a "
+            "step, no image: the dense layers act on every token and must not unlearn what the frozen LM does)")
     if pairs_steps:
         lines += [f"   first on the image-text pairs alone ({pairs_steps} steps, lr {stage.get('pairs_phase_lr')}), "
                   "then on the", f"   mixture of interleaved documents, image-text pairs and video-text pairs "
-                  f"({steps} steps, lr {stage.get('lr')}, cosine);", f"   {defaults}"]
+                  f"({steps} steps, lr {stage.get('lr')}, cosine){also};", f"   {defaults}"]
     else:
         lines += ["   on the mixture of interleaved documents, image-text pairs and video-text pairs "
-                  f"({steps} steps); {defaults}"]
+                  f"({steps} steps){also}; {defaults}"]
     return lines
 
 
@@ -179,7 +192,7 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "the examples needs (text only, as above; chunks `key value` or `key: value` of made-up words, or "
                   "`a green star. this is a value.`, then one key or description again; the value it ranks first; "
                   "`flamingo_vlm.tinyworld.probe.in_context_recall`): "
-                  + recall_summary(lm_recall, lm_recall_pairs) + ".", ""]
+                  + recall_summary(lm_recall, lm_recall_pairs) + _bare_lm_recall(recipe) + ".", ""]
     if copy_binding:
         from flamingo_vlm.tinyworld.probe import binding_summary
 

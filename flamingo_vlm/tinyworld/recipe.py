@@ -54,8 +54,10 @@ class FlamingoStage:
     ffw_gate_lr_multiplier: float | None = doc(
         "Learning-rate multiplier of the gated dense layers' gates alone (see OptimConfig); None = "
         "gate_lr_multiplier.", None)
-    datasets: list[dict[str, Any]] = doc("Per-dataset overrides by kind: batch_size, max_tokens, loss_weight...",
-                                         default_factory=list)
+    datasets: list[dict[str, Any]] = doc(
+        "Per-dataset overrides by kind: batch_size, max_tokens, loss_weight... The mixture always has interleaved, "
+        "pairs and video; an entry of kind text adds the LM corpus's documents (no image), in both phases.",
+        default_factory=list)
     checkpoint_every: int = doc("Checkpoint period in steps.", 250)
     pairs_phase_steps: int = doc(
         "A first phase on image-text pairs alone, before the mixture (0 = none). With the mixture from the start, "
@@ -240,10 +242,18 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "pairs": {"name": "pairs", "batch_size": 32, "max_tokens": 64},
         "video": {"name": "video", "batch_size": 8, "max_tokens": 64},
     }
+    # Only when listed: the LM corpus's own documents, no image (see DatasetConfig.kind).
+    optional = {"text": {"name": "text", "batch_size": 4, "max_tokens": 192}}
     for override in stage.datasets:
         kind = override.get("kind")
+        if kind in optional:
+            defaults[kind] = optional[kind]
+            if kind not in shards:
+                raise ValueError(f"flamingo.datasets lists {kind!r} but this run's data has no {kind} shards (its "
+                                 f"data stage predates them): rerun the data stage in a fresh --output_dir.")
         if kind not in defaults:
-            raise ValueError(f"flamingo.datasets: each entry needs a kind among {list(defaults)}, got {override}")
+            raise ValueError(f"flamingo.datasets: each entry needs a kind among {list(defaults) + list(optional)}, "
+                             f"got {override}")
         defaults[kind].update({k: v for k, v in override.items() if k != "kind"})
     datasets = [{"kind": kind, "shards": shards[kind], "shuffle_buffer": 2000, **values}
                 for kind, values in defaults.items()]
@@ -315,10 +325,12 @@ def _require(path: Path, stage: str, root: Path) -> None:
 
 
 def pairs_phase_values(config: RecipeConfig, mixture: dict[str, Any], phase_dir: Path) -> dict[str, Any]:
-    """The first Flamingo phase: the mixture's model and pairs dataset only, at a constant learning rate."""
+    """The first Flamingo phase: the mixture's model and pairs dataset (weight 1) and any text dataset (its own
+    weight: the dense layers must not unlearn the LM's text from the first step), at a constant learning rate."""
     stage = config.flamingo
-    pairs = [d for d in mixture["datasets"] if d["kind"] == "pairs"]
-    return {**mixture, "output_dir": str(phase_dir), "datasets": [{**d, "loss_weight": 1.0} for d in pairs],
+    datasets = [{**d, "loss_weight": 1.0} if d["kind"] == "pairs" else d
+                for d in mixture["datasets"] if d["kind"] in ("pairs", "text")]
+    return {**mixture, "output_dir": str(phase_dir), "datasets": datasets,
             "steps": stage.pairs_phase_steps,
             "optim": {**mixture["optim"], "lr": stage.pairs_phase_lr, "schedule": "constant",
                       "warmup_steps": min(stage.warmup_steps, stage.pairs_phase_steps)}}

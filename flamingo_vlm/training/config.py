@@ -26,7 +26,7 @@ def doc(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
-DEFAULT_LOSS_WEIGHTS = {"interleaved": 1.0, "pairs": 0.2, "video": 0.03}
+DEFAULT_LOSS_WEIGHTS = {"interleaved": 1.0, "pairs": 0.2, "video": 0.03, "text": 1.0}
 
 
 @dataclass
@@ -34,12 +34,15 @@ class DatasetConfig:
     """One training dataset (a set of WebDataset shards of one kind)."""
 
     name: str = doc("Name used in logs and metrics, e.g. 'mmc4' or 'laion'.")
-    kind: Literal["pairs", "interleaved", "video"] = doc("Sample layout of the shards.")
+    kind: Literal["pairs", "interleaved", "video", "text"] = doc(
+        "Sample layout of the shards. 'text' (documents with no image, e.g. the frozen LM's own pretraining text; "
+        "not in the paper) keeps the gated dense layers, which act on every token, from unlearning what the LM does "
+        "with text.")
     shards: str = doc("Shard paths: a brace pattern such as 'data/pairs-{000000..000099}.tar', or several "
                       "patterns separated by '::'.")
     batch_size: int = doc("Sequences per optimiser step for this dataset, per process.", 8)
     loss_weight: float | None = doc("lambda_m of the paper; None = the paper's default for the kind "
-                                    "(interleaved 1.0, pairs 0.2, video 0.03).", None)
+                                    "(interleaved 1.0, pairs 0.2, video 0.03; text 1.0).", None)
     max_tokens: int = doc("Tokens per sequence (the paper's interleaved windows are 256 tokens).", 256)
     max_media: int = doc("Images kept per sequence (paper: the first 5 of each window).", 5)
     max_images_per_sample: int = doc("A document with more images than this is skipped (counted as "

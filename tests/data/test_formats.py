@@ -1,4 +1,4 @@
-"""decode_sample: the three layouts, and every corrupt case raising CorruptSample with its reason."""
+"""decode_sample: the four layouts, and every corrupt case raising CorruptSample with its reason."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flamingo_vlm.data import REASONS, CorruptSample, InterleavedSample, PairSample, VideoSample, decode_sample
+from flamingo_vlm.data import (
+    REASONS,
+    CorruptSample,
+    InterleavedSample,
+    PairSample,
+    TextSample,
+    VideoSample,
+    decode_sample,
+)
 from flamingo_vlm.processing.images import ImageProcessor
 from tests.data.helpers import encode, image_array
 
@@ -102,6 +110,14 @@ def test_video_frames_ordered_by_number_not_by_name() -> None:
         np.testing.assert_array_equal(np.asarray(frame), arrays[n])
 
 
+@pytest.mark.parametrize("files", [{"txt": b"a pink heart. this is a stet.\n"},
+                                   {"json": b'{"text": "a pink heart. this is a stet."}'}])
+def test_text_document_from_txt_or_json(files: dict[str, bytes]) -> None:
+    sample = decode_sample("text", _pair(**files), max_images=5)
+    assert isinstance(sample, TextSample) and sample.key == "k0"
+    assert sample.text == "a pink heart. this is a stet."
+
+
 def test_max_images_none_means_no_limit() -> None:
     infos = [{"image_name": f"img{i}.png", "matched_text_index": 0} for i in range(8)]
     raw = _doc(["t"], infos, **{f"img{i}.png": encode(image_array(i)) for i in range(8)})
@@ -154,6 +170,10 @@ CORRUPT = {
                                       "bad_frames"),
     "video truncated frame": ("video", _pair(txt=b"x", **{"frame000.jpg": _truncated_jpeg()}), "bad_image"),
     "video empty caption": ("video", _pair(txt=b"", **{"frame000.png": GOOD_PNG}), "empty_text"),
+    "text blank": ("text", _pair(txt=b" \n"), "empty_text"),
+    "text no file": ("text", _pair(png=GOOD_PNG), "missing_text"),
+    "text json without text": ("text", _pair(json=b'{"url": "u"}'), "missing_text"),
+    "text not utf8": ("text", _pair(txt=b"\xff\xfe"), "bad_text"),
 }
 
 

@@ -14,6 +14,7 @@ from flamingo_vlm.data import (
     InterleavedSample,
     PairSample,
     SequenceBuilder,
+    TextSample,
     TrainingExample,
     VideoSample,
     collate,
@@ -227,6 +228,28 @@ def test_builder_rejects_impossible_settings() -> None:
         _builder(leading_space_prob=1.5)
 
 
+# ---------------------------------------------------------------------- text documents
+
+
+def test_text_document_is_a_window_of_its_tokens_all_predicted_with_no_media() -> None:
+    text = " ".join(f"word{i} <|endofchunk|>" if i % 5 == 4 else f"word{i}" for i in range(200))
+    whole = [t for t in TOKENIZER(text, add_special_tokens=False)["input_ids"]] + [EOS]
+    assert EOC in whole  # the chunk separators a text writes are kept as <|endofchunk|>
+    starts = set()
+    for seed in range(6):
+        example = _builder(seed, max_tokens=24)(TextSample("t", text))
+        ids = example.input_ids.tolist()
+        assert len(ids) == 24 and ids[0] == BOS and example.kind == "text" and example.num_media == 0
+        start = next(i for i in range(len(whole)) if whole[i:i + 23] == ids[1:])  # a contiguous slice
+        starts.add(start)
+        assert example.labels.tolist() == [IGNORE_INDEX, *ids[1:]]  # everything after BOS is predicted
+    assert len(starts) > 1  # the window moves with the draw
+    short = _builder(0, max_tokens=64)(TextSample("s", "a red circle. <image> two stars."))
+    ids = short.input_ids.tolist()
+    assert ids[0] == BOS and ids[-1] == EOS and MEDIA not in ids  # a literal <image> cannot add a media slot
+    assert _text(ids[1:-1]).replace("  ", " ") == "a red circle. two stars."
+
+
 # ---------------------------------------------------------------------- collate and the model
 
 
@@ -308,6 +331,7 @@ def test_shard_bytes_to_a_finite_loss_through_the_model(lm_dirs: dict[str, str],
                         "json": b'{"text_list": ["the cat sat on the mat.", "Output: two yellow triangles."],'
                                 b' "image_info": [{"image_name": "img0.png", "matched_text_index": 0},'
                                 b' {"image_name": "img1.png", "matched_text_index": 1}]}'},
+        "text": {"__key__": "t", "txt": b"a pink heart. this is a stet.<|endofchunk|>a pink heart. this is a"},
     }
     examples = [builder(decode_sample(kind, raw, max_images=5)) for kind, raw in raws.items()]
     batch = collate(examples, model.tokenizer.pad_token_id)
@@ -319,3 +343,10 @@ def test_shard_bytes_to_a_finite_loss_through_the_model(lm_dirs: dict[str, str],
     assert int((batch["input_ids"] == model.media_token_id).sum()) == batch["pixel_values"].shape[0] == 4
     assert batch["frame_mask"].sum(1).tolist() == [1, 3, 1, 1]
     assert np.isfinite(output.logits.detach().numpy()).all()
+    # A batch of text documents alone (no pixel_values) trains the gated dense layers too.
+    model.zero_grad()
+    text_batch = collate([examples[-1]], model.tokenizer.pad_token_id)
+    assert "pixel_values" not in text_batch
+    gates = [b.ffw_gate for b in model.modules() if getattr(b, "ffw_gate", None) is not None]
+    model(**text_batch).loss.backward()
+    assert gates and all(g.grad is not None and float(g.grad.abs()) > 0 for g in gates)

@@ -12,6 +12,7 @@ from flamingo_vlm.data import (
     InterleavedSample,
     PairSample,
     ShardStats,
+    TextSample,
     VideoSample,
     brace_pattern,
     data_command,
@@ -116,6 +117,22 @@ def test_video_jsonl_round_trip_with_frame_lists_and_frame_folders(tmp_path: Pat
         np.testing.assert_array_equal(_pixels(frame), folder[n])
     assert sorted(set(read_shard(shards[0])[0]) - {"__key__", "__url__"}) == [
         "frame000.png", "frame001.png", "frame002.png", "txt"]
+
+
+def test_text_round_trip_from_lines_and_from_jsonl(tmp_path: Path) -> None:
+    lines = tmp_path / "corpus.txt"
+    lines.write_text("a pink heart. this is a stet.<|endofchunk|>a pink heart. this is a stet.\n\n"
+                     "two circles.\r\n  \nthe end\n", encoding="utf-8")
+    shards = write_shards("text", lines, tmp_path / "lines", samples_per_shard=2)
+    samples = _decode_all("text", shards)
+    assert all(isinstance(s, TextSample) for s in samples)
+    assert [s.text for s in samples] == ["a pink heart. this is a stet.<|endofchunk|>a pink heart. this is a stet.",
+                                         "two circles.", "the end"]  # blank lines are not documents
+    jsonl = write_jsonl(tmp_path / "docs.jsonl", [{"text": "one document.", "source": "x"}, {"text": 3}, {"id": 1}])
+    stats = ShardStats()
+    shards = write_shards("text", jsonl, tmp_path / "jsonl", stats=stats)
+    assert [s.text for s in _decode_all("text", shards)] == ["one document."]
+    assert dict(stats.skipped) == {"bad_json": 1, "missing_text": 1}
 
 
 def test_corrupt_sources_are_skipped_and_counted(tmp_path: Path) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from flamingo_vlm.tinyworld.card import _clip_stage_line, _lm_stage_line, read_card_facts
+from flamingo_vlm.tinyworld.card import (
+    _bare_lm_recall,
+    _clip_stage_line,
+    _flamingo_stage_lines,
+    _lm_stage_line,
+    read_card_facts,
+)
 
 
 def test_clip_stage_line_names_each_kind_of_negative_caption_in_use() -> None:
@@ -31,6 +37,24 @@ def test_stage_lines_say_how_long_and_how_fast_each_backbone_trained() -> None:
     assert lm == ("4. a small Llama (4 layers, width 256) trained on the world's text, full of in-context structure "
                   "(2000 steps, lr 0.002), frozen;")
     assert _lm_stage_line({}) == "4. a small Llama trained on the world's text, full of in-context structure, frozen;"
+
+
+def test_flamingo_stage_lines_say_when_the_lms_own_text_was_in_the_mixture() -> None:
+    stage = {"pairs_phase_steps": 1200, "pairs_phase_lr": 0.001, "steps": 700, "lr": 0.001,
+             "datasets": [{"kind": "interleaved", "batch_size": 16}]}
+    without = " ".join(_flamingo_stage_lines(stage))
+    assert "video-text pairs (700 steps, lr 0.001, cosine);" in without and "own text" not in without
+    stage["datasets"].append({"kind": "text", "batch_size": 4})
+    assert "with the LM's own text throughout (4 documents a step, no image" in " ".join(_flamingo_stage_lines(stage))
+    one_phase = " ".join(_flamingo_stage_lines({**stage, "pairs_phase_steps": 0}))
+    assert "(700 steps), with the LM's own text throughout" in one_phase
+
+
+def test_bare_lm_recall_is_set_beside_the_flamingos_when_the_recipe_recorded_it() -> None:
+    assert _bare_lm_recall({}) == ""
+    line = _bare_lm_recall({"lm_recall": {"adjacent": 0.69, "key_value": 0.2, "described": 0.984, "chance": 0.25}})
+    assert line == ("; the frozen LM alone, before the Flamingo stage: after its key 69%, after `key:` 20%, a described "
+                    "shape's name 98%")
 
 
 def test_a_card_with_two_facts_blocks_is_rejected(tmp_path: Path) -> None:

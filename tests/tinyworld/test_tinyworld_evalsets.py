@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from flamingo_vlm.data.stream import expand_shards, read_raw_records
 from flamingo_vlm.tinyworld import Shape, render_clip, render_scene
 from flamingo_vlm.tinyworld.build import build_tiny_world, tiny_world_data_command
 from flamingo_vlm.tinyworld.corpus import read_lm_corpus
@@ -241,7 +242,7 @@ def test_build_tiny_world_writes_everything_and_no_eval_word_leaks(tmp_path: Pat
     printed = capsys.readouterr().out
     manifest = json.loads((out / "tiny_world.json").read_text())
     assert manifest["counts"]["num_pairs"] == 20 and manifest["counts"]["num_support"] == 1
-    assert set(manifest["train"]) == {"pairs", "video", "interleaved"}
+    assert set(manifest["train"]) == {"pairs", "video", "interleaved", "text"}
     for rel in [*manifest["train"].values(), manifest["lm_corpus"], manifest["tokenizer_text"]]:
         assert (out / rel).is_file() and rel in printed.replace(str(out) + "/", "")
     for name in SETS:
@@ -249,6 +250,9 @@ def test_build_tiny_world_writes_everything_and_no_eval_word_leaks(tmp_path: Pat
     eval_words = set(manifest["novel_word_binding"])
     corpus = list(read_lm_corpus(out / manifest["lm_corpus"]))
     assert len(corpus) == 50
+    shard_texts = [raw["txt"].decode() for url in expand_shards(str(out / manifest["train"]["text"]))
+                   for raw in read_raw_records(url)]
+    assert shard_texts == corpus  # the text shards are the LM corpus, document for document
     texts = corpus + [s for d in iter_document_records([str(out / manifest["train"]["interleaved"])])
                       for s in d["text_list"]]
     for text in texts:

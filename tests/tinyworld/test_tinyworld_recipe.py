@@ -13,7 +13,13 @@ from flamingo_vlm import Flamingo
 from flamingo_vlm.cli import main
 from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
 from flamingo_vlm.tinyworld.probe import RECALL_FORMS
-from flamingo_vlm.tinyworld.recipe import STAGES, load_recipe, run_recipe
+from flamingo_vlm.tinyworld.recipe import (
+    STAGES,
+    flamingo_train_values,
+    load_recipe,
+    pairs_phase_values,
+    run_recipe,
+)
 from flamingo_vlm.training.config import ConfigError
 
 QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("clip.batch_size", "16"),
@@ -47,6 +53,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert "Whether the model reads its images" in card.read_text() and "shuffled across the batch" in card.read_text()
     assert "Whether the model copies from its context" in card.read_text()
     assert "the value right after its key" in card.read_text()
+    assert "the frozen LM alone, before the Flamingo stage" in card.read_text()
     assert "Whether the model keeps where an object is" in card.read_text()
     assert "Whether the model finds the object a question names" in card.read_text()
     # A second run finds every stage done and redoes only the export.
@@ -58,6 +65,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
     assert set(exported.config.extra["stage_seconds"]) == {"data", "tokenizer", "clip", "lm", "flamingo"}
     recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recorded["data"]["train"]["pairs"].endswith(".tar")
+    assert recorded["data"]["train"]["text"].endswith(".tar")  # the LM corpus as shards, for a text entry
     # The LM stage measured its LM's recall by key, and a later run that skips the stage still reports it.
     assert set(report["lm_recall"]) == {*RECALL_FORMS, "chance"} and recorded["lm_recall"] == report["lm_recall"]
 
@@ -75,6 +83,24 @@ def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_fi
     assert set(run("tokenizer", "lm")["seconds"]) == {"data", "tokenizer", "lm"}
     with pytest.raises(ValueError, match="the 'clip' stage has not run"):
         run("flamingo")
+
+
+def test_a_text_entry_adds_the_lm_corpus_to_both_phases(tmp_path: Path) -> None:
+    shards = {"interleaved": "i.tar", "pairs": "p.tar", "video": "v.tar", "text": "t-{000000..000009}.tar"}
+    default = load_recipe(overrides=[("flamingo.datasets", "[]")])
+    mixture = flamingo_train_values(default, shards, tmp_path / "lm", tmp_path / "vision", tmp_path / "run")
+    assert [d["kind"] for d in mixture["datasets"]] == ["interleaved", "pairs", "video"]  # text only when listed
+    config = load_recipe(overrides=[("flamingo.datasets", '[{"kind": "text", "batch_size": 3, "loss_weight": 0.5}]')])
+    mixture = flamingo_train_values(config, shards, tmp_path / "lm", tmp_path / "vision", tmp_path / "run")
+    text = mixture["datasets"][-1]
+    assert (text["kind"], text["shards"], text["batch_size"], text["loss_weight"]) == ("text", shards["text"], 3, 0.5)
+    phase = pairs_phase_values(config, mixture, tmp_path / "phase")
+    assert [(d["kind"], d.get("loss_weight")) for d in phase["datasets"]] == [("pairs", 1.0), ("text", 0.5)]
+    with pytest.raises(ValueError, match="no text shards"):
+        flamingo_train_values(config, {k: v for k, v in shards.items() if k != "text"}, tmp_path, tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="a kind among"):
+        flamingo_train_values(load_recipe(overrides=[("flamingo.datasets", '[{"kind": "audio"}]')]), shards,
+                              tmp_path, tmp_path, tmp_path)
 
 
 def test_recipe_config_is_validated() -> None:

@@ -54,6 +54,8 @@ def make_shards(root: Path) -> dict[str, str]:
                                     ("video", "video.jsonl", 6)):
         paths = write_shards(kind, src / source, root / kind, samples_per_shard=per_shard)
         patterns[kind] = brace_pattern(paths)
+    (src / "corpus.txt").write_text("".join(" ".join(_caption(i + k) for k in range(6)) + "\n" for i in range(12)))
+    patterns["text"] = brace_pattern(write_shards("text", src / "corpus.txt", root / "text", samples_per_shard=5))
     patterns["corrupt_pairs"] = str(_corrupt_pairs_shard(root / "corrupt"))
     return patterns
 

@@ -56,6 +56,19 @@ def test_corrupt_samples_are_skipped_counted_and_training_goes_on(lm_dirs: dict[
     assert "truncated" in caplog.text and "corrupt-000000.tar" in caplog.text
 
 
+def test_text_documents_train_the_dense_layers_alone(lm_dirs: dict[str, str], clip_dir: str, shards: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    values = train_values(lm_dirs["llama"], clip_dir, tmp_path / "run", shards, steps=2, checkpoint_every=10)
+    values["datasets"] = [{"name": "text", "kind": "text", "shards": shards["text"], "batch_size": 2,
+                           "max_tokens": 24, "shuffle_buffer": 0}]
+    train(load_train_config(values=values))
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(set(r["loss"]) == {"text"} and 0 < r["loss"]["text"] < 20 for r in records)
+    # With no image the cross-attention has nothing to read: only the gated dense layers can move.
+    assert all(g["attn"] == 0 and g["ffw"] != 0 for g in records[-1]["gates"])
+
+
 def test_round_robin_uses_one_dataset_per_step(lm_dirs: dict[str, str], clip_dir: str, shards: dict[str, str],
                                                tmp_path: Path) -> None:
     values = train_values(lm_dirs["llama"], clip_dir, tmp_path / "run", shards, accumulation="round_robin",
