@@ -36,6 +36,7 @@ STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
+LM_RECALL_EXPECTED = 0.5  # a described shape's name recalled less often than this: the LM stage warns (chance 25%)
 CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position probe (probe.position_keeping),
                              # times data_scale (at least 100)
 
@@ -164,6 +165,11 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         recall = lm_recall(AutoModelForCausalLM.from_pretrained(lm_dir), tokenizer, pairs=CARD_RECALL_PAIRS)
         (lm_dir / LM_RECALL_FILE).write_text(json.dumps(recall, indent=1))
         print(f"lm: recall by key, the LM alone: {recall_summary(recall, CARD_RECALL_PAIRS)}")
+        if recall["described"] < LM_RECALL_EXPECTED:
+            print(f"lm: WARNING: this LM names a described shape {100 * recall['described']:.0f}% of the time (the "
+                  f"bundled model's LM: 98%): recall appears suddenly in training and its step moves with the "
+                  f"machine, so this LM stopped short of it and the Flamingo's few-shot naming will be at chance. "
+                  f"Delete {lm_dir} and rerun with more LM steps (--lm.steps {config.lm.steps + 500}).")
         record("lm", start)
     if (lm_dir / LM_RECALL_FILE).is_file():
         report["lm_recall"] = json.loads((lm_dir / LM_RECALL_FILE).read_text())

@@ -28,11 +28,13 @@ QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("c
          ("flamingo.checkpoint_every", "2"), ("card_limit", "2")]
 
 
-def test_every_stage_runs_and_the_model_loads(tmp_path: Path) -> None:
+def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("export_to", str(tmp_path / "asset")),
                                     *QUICK])
     report = run_recipe(config)
     assert set(report["seconds"]) == set(STAGES)
+    # Three LM steps leave recall at chance: the LM stage says so, and what to do.
+    assert report["lm_recall"]["described"] < 0.5 and "--lm.steps 503" in capsys.readouterr().out
     model = Flamingo.from_pretrained(report["model"])
     assert model.config.extra["recipe"] == "flamingo train tiny-world"
     assert model.config.lm == "lm" and model.config.vision == "vision"  # self-contained
