@@ -138,6 +138,12 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         _require(tokenizer_dir / "tokenizer.json", "tokenizer", root)  # only the stages that train need it
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
 
+    if tokenizer is not None:  # the CLIP or the LM stage is about to train, both under bf16 autocast
+        from flamingo_vlm.training.cpu_precision import bf16_slower_note
+
+        slow = bf16_slower_note()
+        if slow:
+            print(f"recipe: {slow} The CLIP and LM stages always use bf16; times on this CPU will exceed the card's.")
     if "clip" in config.stages and not (vision_dir / "config.json").is_file():
         start = time.perf_counter()
         pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,

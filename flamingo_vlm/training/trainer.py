@@ -34,6 +34,7 @@ from flamingo_vlm.model.fusion import FlamingoDecoderLayer
 from flamingo_vlm.training.checkpoint import gather_trainable_weights, list_checkpoints, load_checkpoint, save_checkpoint
 from flamingo_vlm.training.config import TrainConfig, config_to_dict
 from flamingo_vlm.training.contention import CpuContention
+from flamingo_vlm.training.cpu_precision import bf16_slower_note
 from flamingo_vlm.training.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -204,6 +205,10 @@ def _train(config: TrainConfig, context: DistributedContext) -> Path:
     bar = tqdm(total=config.steps, initial=start_step, disable=not (context.is_main and config.progress),
                desc="train", dynamic_ncols=True)
     autocast = torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    if context.device.type == "cpu" and config.precision == "bf16" and context.is_main:
+        slow = bf16_slower_note()
+        if slow:
+            log.warning(slow)
     is_ddp = isinstance(wrapped, nn.parallel.DistributedDataParallel)
     # On a CPU, other busy programs slow every op far beyond their share of the cores: say so when it happens.
     contention = CpuContention(torch.get_num_threads()) if context.device.type == "cpu" and context.is_main else None

@@ -28,13 +28,18 @@ QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("c
          ("flamingo.checkpoint_every", "2"), ("card_limit", "2")]
 
 
-def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if on a CPU where bf16 is the slower (the CLIP and LM stages always use it): the recipe says so first.
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda: "bf16 is slow here.")
     config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("export_to", str(tmp_path / "asset")),
                                     *QUICK])
     report = run_recipe(config)
     assert set(report["seconds"]) == set(STAGES)
     # Three LM steps leave recall at chance: the LM stage says so, and what to do.
-    assert report["lm_recall"]["described"] < 0.5 and "--lm.steps 503" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert report["lm_recall"]["described"] < 0.5 and "--lm.steps 503" in printed
+    assert "recipe: bf16 is slow here. The CLIP and LM stages always use bf16" in printed
     model = Flamingo.from_pretrained(report["model"])
     assert model.config.extra["recipe"] == "flamingo train tiny-world"
     assert model.config.lm == "lm" and model.config.vision == "vision"  # self-contained

@@ -1,0 +1,41 @@
+"""Whether bf16 autocast actually pays on this CPU.
+
+bf16 matmuls are fast on CPUs with AMX tiles (about 4x fp32 on the machines this project's tiny-world model was made
+on) but slower than fp32 on CPUs that only have AVX512-bf16: on one such 2-core machine a 1024x1024 matmul ran at
+167 GFLOP/s in bf16 against 277 in fp32, and the recipe's Flamingo stage trained at 1,420 tokens/s under bf16
+autocast against 2,300 in fp32 (2026-11-30). A run asked for ``precision: bf16`` on a CPU says so when fp32 would be
+clearly faster; it never switches by itself, because the precision changes the numbers a run produces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+SIDE = 1024  # matmul size: large enough to reach a kernel's steady speed, small enough to time in ~0.1 s
+CLEARLY_FASTER = 1.2  # fp32 must beat bf16 by this factor before a run is told (timings on shared machines wobble)
+
+
+def matmul_gflops(dtype: torch.dtype, *, side: int = SIDE, repeats: int = 5) -> float:
+    """Median GFLOP/s of a ``side`` x ``side`` matmul in ``dtype`` with the current torch threads (after one warm-up)."""
+    a, b = torch.randn(side, side).to(dtype), torch.randn(side, side).to(dtype)
+    a @ b
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - start)
+    return 2 * side**3 / sorted(seconds)[repeats // 2] / 1e9
+
+
+def bf16_slower_note(gflops: Callable[[torch.dtype], float] = matmul_gflops) -> str | None:
+    """A one-line note when bf16 matmuls run clearly slower than fp32 here, else None. ``gflops`` measures one dtype
+    (replaceable in tests)."""
+    fp32, bf16 = gflops(torch.float32), gflops(torch.bfloat16)
+    if fp32 < CLEARLY_FASTER * bf16:
+        return None
+    return (f"bf16 is slow on this CPU: a {SIDE}x{SIDE} matmul runs at {bf16:.0f} GFLOP/s in bf16 against {fp32:.0f} "
+            f"in fp32 (CPUs without AMX run bf16 slowly); precision: fp32 would likely train faster here, with other "
+            "numbers.")
