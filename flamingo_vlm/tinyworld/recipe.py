@@ -174,7 +174,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         if recall["described"] < LM_RECALL_EXPECTED:
             print(f"lm: WARNING: this LM names a described shape {100 * recall['described']:.0f}% of the time (the "
                   f"bundled model's LM: 98%): recall appears suddenly in training and its step moves with the "
-                  f"machine, so this LM stopped short of it and the Flamingo's few-shot naming will be at chance. "
+                  f"machine, so this LM stopped short of it, and naming by the prompt's examples needs it. "
                   f"Delete {lm_dir} and rerun with more LM steps (--lm.steps {config.lm.steps + 500}).")
         record("lm", start)
     if (lm_dir / LM_RECALL_FILE).is_file():
