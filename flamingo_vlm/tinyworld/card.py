@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flamingo_vlm.model.flamingo import Flamingo
+from flamingo_vlm.tinyworld.recipe import OPTIONAL_DATASETS
 
 CARD_NAME = "MODEL_CARD.md"
 CARD_FIELDS = ("cross_attn_every", "num_latents", "resampler_depth", "resampler_type", "max_frames",
@@ -86,7 +87,8 @@ def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
     defaults = (f"learned spatial embeddings for the {spatial} visual tokens of each frame (an extension: the "
                 "paper has none), paper defaults otherwise." if spatial else "paper defaults otherwise.")
     text = next((d for d in stage.get("datasets", []) if d.get("kind") == "text"), None)
-    also = ("" if text is None else f", with the LM's own text throughout ({text.get('batch_size', 4)} documents a "
+    batch = None if text is None else text.get("batch_size", OPTIONAL_DATASETS["text"]["batch_size"])
+    also = ("" if text is None else f", with the LM's own text throughout ({batch} documents a "
             "step, no image: the dense layers act on every token and must not unlearn what the frozen LM does)")
     if pairs_steps:
         lines += [f"   first on the image-text pairs alone ({pairs_steps} steps, lr {stage.get('pairs_phase_lr')}), "

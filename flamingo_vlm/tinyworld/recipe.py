@@ -36,6 +36,9 @@ STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
+# Flamingo-stage datasets used only when flamingo.datasets lists their kind: the LM corpus's own documents, no image
+# (see DatasetConfig.kind); these are their settings unless the entry says otherwise.
+OPTIONAL_DATASETS = {"text": {"name": "text", "batch_size": 4, "max_tokens": 192}}
 LM_RECALL_EXPECTED = 0.5  # a described shape's name recalled less often than this: the LM stage warns (chance 25%)
 CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position probe (probe.position_keeping),
                              # times data_scale (at least 100)
@@ -254,8 +257,7 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         "pairs": {"name": "pairs", "batch_size": 32, "max_tokens": 64},
         "video": {"name": "video", "batch_size": 8, "max_tokens": 64},
     }
-    # Only when listed: the LM corpus's own documents, no image (see DatasetConfig.kind).
-    optional = {"text": {"name": "text", "batch_size": 4, "max_tokens": 192}}
+    optional = {kind: dict(values) for kind, values in OPTIONAL_DATASETS.items()}
     for override in stage.datasets:
         kind = override.get("kind")
         if kind in optional:

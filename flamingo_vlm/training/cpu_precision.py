@@ -9,6 +9,7 @@ clearly faster; it never switches by itself, because the precision changes the n
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ def matmul_gflops(dtype: torch.dtype, *, side: int = SIDE, repeats: int = 5) -> 
     return 2 * side**3 / sorted(seconds)[repeats // 2] / 1e9
 
 
+@functools.cache  # the CPU does not change within a process: a recipe's several training runs measure once
 def bf16_slower_note(gflops: Callable[[torch.dtype], float] = matmul_gflops) -> str | None:
     """A one-line note when bf16 matmuls run clearly slower than fp32 here, else None. ``gflops`` measures one dtype
     (replaceable in tests)."""
