@@ -100,6 +100,16 @@ def _flamingo_stage_lines(stage: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _precision_lines(precision: dict[str, str]) -> list[str]:
+    """What each training stage computed in: ``precision: auto`` gives bf16 autocast or, on a CPU that runs bf16
+    slower than fp32, fp32; the two give different weights, so the card says which this model had."""
+    if not precision:
+        return []
+    said = ", ".join(f"{stage} {value}" for stage, value in precision.items())
+    return [f"Precision of its training stages (autocast; `precision: auto` picks bf16 unless this CPU runs it slower "
+            f"than fp32): {said}.", ""]
+
+
 def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] | None,
                table: str | None, notes: str | None = None,
                vision_probe: dict[str, dict[str, float]] | None = None,
@@ -133,6 +143,7 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         "",
         "Command: `flamingo train tiny-world` (config: `flamingo_vlm/tinyworld/tiny-world.yaml`).",
         "",
+        *_precision_lines(recipe.get("precision", {})),
         f"Measured time on a 2-core CPU machine: **{total / 60:.1f} minutes** in all.",
         "",
         "| stage | time |",

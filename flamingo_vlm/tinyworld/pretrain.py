@@ -41,6 +41,7 @@ from flamingo_vlm.tinyworld.language import POSITION_PHRASES  # the caption's wo
 from flamingo_vlm.tinyworld.scene import Colour, Shape
 from flamingo_vlm.training.config import doc
 from flamingo_vlm.training.contention import CpuContention
+from flamingo_vlm.training.cpu_precision import resolve_precision
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<image>", "<|endofchunk|>"]
 
@@ -99,6 +100,9 @@ class ClipSettings:
     steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 1500)
     lr: float = doc("Peak learning rate.", 1e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
+    precision: str = doc(
+        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (CPUs "
+        "without AMX; training.cpu_precision). The two give different weights.", "bf16")
 
 
 def _pairs(pattern: str, limit: int | None = None, *,
@@ -348,6 +352,7 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
     Flamingo loads) and ``out_dir/text`` plus ``out_dir/projections.safetensors`` (the rest, for inspection).
     Returns ``out_dir``.
     """
+    bf16 = resolve_precision(settings.precision) == "bf16"
     torch.manual_seed(seed)
     rng = random.Random(seed)
     skipped: Counter = Counter()
@@ -381,7 +386,7 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
             group["lr"] = settings.lr * _cosine(step, settings.steps, settings.warmup_steps)
         index = torch.randint(0, len(texts), (settings.batch_size,), generator=generator)
         batch_pixels, batch_ids, batch_mask = batches(index)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model.loss(batch_pixels, batch_ids, batch_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -424,6 +429,9 @@ class LMSettings:
     steps: int = doc("Optimiser steps (AdamW, cosine after warm-up).", 2000)
     lr: float = doc("Peak learning rate.", 2e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
+    precision: str = doc(
+        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (CPUs "
+        "without AMX; training.cpu_precision). The two give different weights.", "bf16")
 
 
 def _packed_sequences(documents: list[list[int]], length: int, eos: int, rng: random.Random) -> torch.Tensor:
@@ -441,6 +449,7 @@ def _packed_sequences(documents: list[list[int]], length: int, eos: int, rng: ra
 def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_dir: Path, settings: LMSettings,
                 *, seed: int = 0, progress: bool = True) -> Path:
     """Causal-LM pretraining of a small Llama on the world's text; returns the saved folder (with tokenizer)."""
+    bf16 = resolve_precision(settings.precision) == "bf16"
     torch.manual_seed(seed)
     rng = random.Random(seed)
     documents = tokenizer(list(corpus), add_special_tokens=False)["input_ids"]
@@ -469,7 +478,7 @@ def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_d
         cursor += settings.batch_size
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * _cosine(step, settings.steps, settings.warmup_steps)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)

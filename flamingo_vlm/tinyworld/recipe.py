@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
 from flamingo_vlm.training.config import doc
+from flamingo_vlm.training import cpu_precision
+from flamingo_vlm.training.cpu_precision import PRECISIONS, resolve_precision
 
 if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do not need the model package
     from flamingo_vlm.model.flamingo import Flamingo
@@ -53,7 +55,7 @@ class FlamingoStage:
     lr: float = doc("Peak learning rate.", 5e-4)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
     schedule: str = doc("constant | cosine | linear after warm-up.", "cosine")
-    precision: str = doc("fp32 | bf16 autocast.", "bf16")
+    precision: str = doc("fp32 | bf16 autocast | auto (bf16 unless this CPU runs it slower than fp32).", "bf16")
     gate_lr_multiplier: float = doc("Learning-rate multiplier of the tanh gates (see OptimConfig).", 1.0)
     ffw_gate_lr_multiplier: float | None = doc(
         "Learning-rate multiplier of the gated dense layers' gates alone (see OptimConfig); None = "
@@ -99,6 +101,10 @@ def load_recipe(path: str | Path | None = None, overrides: list[tuple[str, str]]
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"stages: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    for stage in ("clip", "lm", "flamingo"):
+        if getattr(config, stage).precision not in PRECISIONS:
+            raise ConfigError(f"{stage}.precision={getattr(config, stage).precision!r}: choose from {list(PRECISIONS)} "
+                              "(auto: bf16 autocast unless this CPU runs it slower than fp32)")
     return config
 
 
@@ -114,6 +120,13 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
 
     def record(stage: str, start: float) -> None:
         report["seconds"][stage] = report["seconds"].get(stage, 0.0) + time.perf_counter() - start
+        report_path.write_text(json.dumps(report, indent=1))
+
+    def record_precision(stage: str, precision: str) -> None:
+        """The autocast precision a training stage used (``auto`` resolved on this machine), for the card."""
+        report.setdefault("precision", {})[stage] = precision
+        asked = getattr(config, stage).precision
+        print(f"{stage}: precision {precision}" + (" (auto: the faster on this CPU)" if asked == "auto" else ""))
         report_path.write_text(json.dumps(report, indent=1))
 
     data_dir = root / "data"
@@ -141,15 +154,18 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         _require(tokenizer_dir / "tokenizer.json", "tokenizer", root)  # only the stages that train need it
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
 
-    if tokenizer is not None:  # the CLIP or the LM stage is about to train, both under bf16 autocast
-        from flamingo_vlm.training.cpu_precision import bf16_slower_note
-
-        slow = bf16_slower_note()
+    if tokenizer is not None:  # the CLIP or the LM stage is about to train
+        asked_bf16 = [name for name, settings in (("clip", config.clip), ("lm", config.lm))
+                      if settings.precision == "bf16"]
+        slow = cpu_precision.bf16_slower_note() if asked_bf16 else None
         if slow:
-            print(f"recipe: {slow} The CLIP and LM stages always use bf16; times on this CPU will exceed the card's.")
+            print(f"recipe: {slow} The {' and '.join(asked_bf16)} stage(s) ask for bf16 (precision: auto would "
+                  "take the faster); times on this CPU will exceed the card's.")
     if "clip" in config.stages and not (vision_dir / "config.json").is_file():
         start = time.perf_counter()
-        pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, config.clip, seed=config.seed,
+        clip_settings = replace(config.clip, precision=resolve_precision(config.clip.precision))
+        record_precision("clip", clip_settings.precision)
+        pretrain_clip(paths["train"]["pairs"], tokenizer, clip_dir, clip_settings, seed=config.seed,
                       progress=config.progress)
         # The tower with its preprocessor_config.json; copied then renamed, so an interrupted copy is never taken
         # for a finished stage (which is what vision/config.json marks).
@@ -164,7 +180,9 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
     if "lm" in config.stages and not (lm_dir / "config.json").is_file():
         start = time.perf_counter()
         corpus = Path(paths["lm_corpus"]).read_text().splitlines()
-        pretrain_lm(corpus, tokenizer, lm_dir, config.lm, seed=config.seed, progress=config.progress)
+        lm_settings = replace(config.lm, precision=resolve_precision(config.lm.precision))
+        record_precision("lm", lm_settings.precision)
+        pretrain_lm(corpus, tokenizer, lm_dir, lm_settings, seed=config.seed, progress=config.progress)
         # Whether the LM to be frozen can pick a word of its context by key (probe.lm_recall): few-shot naming
         # needs it, and it appears suddenly in training, so a run whose LM stopped short of it says so here.
         from transformers import AutoModelForCausalLM
@@ -192,6 +210,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         _require(vision_dir / "config.json", "clip", root)
         start = time.perf_counter()
         values = flamingo_train_values(config, paths["train"], lm_dir, vision_dir, run_dir)
+        record_precision("flamingo", values["precision"])
         if config.flamingo.pairs_phase_steps > 0:
             phase_dir = run_dir / "pairs-phase"
             if not (phase_dir / "final" / "config.json").is_file():
@@ -279,7 +298,7 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
                   "gate_lr_multiplier": stage.gate_lr_multiplier,
                   "ffw_gate_lr_multiplier": stage.ffw_gate_lr_multiplier},
         "steps": stage.steps,
-        "precision": stage.precision,
+        "precision": resolve_precision(stage.precision),  # on a CPU; the trainer would resolve auto the same way
         "seed": config.seed,
         "checkpoint_every": stage.checkpoint_every,
         "keep_last": 1,

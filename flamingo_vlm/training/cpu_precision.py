@@ -4,7 +4,8 @@ bf16 matmuls are fast on CPUs with AMX tiles (about 4x fp32 on the machines this
 on) but slower than fp32 on CPUs that only have AVX512-bf16: on one such 2-core machine a 1024x1024 matmul ran at
 167 GFLOP/s in bf16 against 277 in fp32, and the recipe's Flamingo stage trained at 1,420 tokens/s under bf16
 autocast against 2,300 in fp32 (2026-11-30). A run asked for ``precision: bf16`` on a CPU says so when fp32 would be
-clearly faster; it never switches by itself, because the precision changes the numbers a run produces.
+clearly faster; it never switches by itself, because the precision changes the numbers a run produces. A run asked
+for ``precision: auto`` gets the faster of the two (:func:`resolve_precision`) and records which.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from collections.abc import Callable
 
 import torch
 
+PRECISIONS = ("fp32", "bf16", "auto")  # what a run may ask for; "auto" resolves to one of the other two
 SIDE = 1024  # matmul size: large enough to reach a kernel's steady speed, small enough to time in ~0.1 s
 CLEARLY_FASTER = 1.2  # fp32 must beat bf16 by this factor before a run is told (timings on shared machines wobble)
 
 
 def matmul_gflops(dtype: torch.dtype, *, side: int = SIDE, repeats: int = 5) -> float:
     """Median GFLOP/s of a ``side`` x ``side`` matmul in ``dtype`` with the current torch threads (after one warm-up)."""
-    a, b = torch.randn(side, side).to(dtype), torch.randn(side, side).to(dtype)
+    generator = torch.Generator().manual_seed(0)  # its own: timing must not move a seeded run's random numbers
+    a, b = (torch.randn(side, side, generator=generator).to(dtype) for _ in range(2))
     a @ b
     seconds = []
     for _ in range(repeats):
@@ -41,3 +44,19 @@ def bf16_slower_note(gflops: Callable[[torch.dtype], float] = matmul_gflops) -> 
     return (f"bf16 is slow on this CPU: a {SIDE}x{SIDE} matmul runs at {bf16:.0f} GFLOP/s in bf16 against {fp32:.0f} "
             f"in fp32 (CPUs without AMX run bf16 slowly); precision: fp32 would likely train faster here, with other "
             "numbers.")
+
+
+def resolve_precision(precision: str, device_type: str = "cpu",
+                      gflops: Callable[[torch.dtype], float] = matmul_gflops) -> str:
+    """The autocast precision a run uses: ``"fp32"`` or ``"bf16"`` as asked, or for ``"auto"`` bf16 unless it is
+    the slower here (on a CPU: :func:`bf16_slower_note`, measured once per process; on CUDA: bf16 where the GPU
+    supports it). ``gflops`` measures one dtype (replaceable in tests)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device_type != "cpu":
+        return "fp32"
+    return "fp32" if bf16_slower_note(gflops) else "bf16"

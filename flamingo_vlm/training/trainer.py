@@ -34,7 +34,7 @@ from flamingo_vlm.model.fusion import FlamingoDecoderLayer
 from flamingo_vlm.training.checkpoint import gather_trainable_weights, list_checkpoints, load_checkpoint, save_checkpoint
 from flamingo_vlm.training.config import TrainConfig, config_to_dict
 from flamingo_vlm.training.contention import CpuContention
-from flamingo_vlm.training.cpu_precision import bf16_slower_note
+from flamingo_vlm.training.cpu_precision import bf16_slower_note, resolve_precision
 from flamingo_vlm.training.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -204,8 +204,11 @@ def _train(config: TrainConfig, context: DistributedContext) -> Path:
     metrics = MetricsWriter(run_dir, context.is_main)
     bar = tqdm(total=config.steps, initial=start_step, disable=not (context.is_main and config.progress),
                desc="train", dynamic_ncols=True)
-    autocast = torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    if context.device.type == "cpu" and config.precision == "bf16" and context.is_main:
+    precision = resolve_precision(config.precision, context.device.type)
+    autocast = torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if config.precision == "auto" and context.is_main:
+        log.info("precision: auto -> %s on this %s", precision, context.device.type)
+    elif context.device.type == "cpu" and config.precision == "bf16" and context.is_main:
         slow = bf16_slower_note()
         if slow:
             log.warning(slow)

@@ -30,8 +30,8 @@ QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("c
 
 def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if on a CPU where bf16 is the slower (the CLIP and LM stages always use it): the recipe says so first.
-    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda: "bf16 is slow here.")
+    # As if on a CPU where bf16 is the slower: every stage's precision: auto takes fp32, and the card says so.
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: "bf16 is slow here.")
     config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("export_to", str(tmp_path / "asset")),
                                     *QUICK])
     report = run_recipe(config)
@@ -39,7 +39,8 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     # Three LM steps leave recall at chance: the LM stage says so, and what to do.
     printed = capsys.readouterr().out
     assert report["lm_recall"]["described"] < 0.5 and "--lm.steps 503" in printed
-    assert "recipe: bf16 is slow here. The CLIP and LM stages always use bf16" in printed
+    assert report["precision"] == {"clip": "fp32", "lm": "fp32", "flamingo": "fp32"}
+    assert "lm: precision fp32 (auto: the faster on this CPU)" in printed and "bf16 is slow here" not in printed
     model = Flamingo.from_pretrained(report["model"])
     assert model.config.extra["recipe"] == "flamingo train tiny-world"
     assert model.config.lm == "lm" and model.config.vision == "vision"  # self-contained
@@ -48,6 +49,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert [d["kind"] for d in pairs_phase["datasets"]] == ["pairs"] and pairs_phase["steps"] == 2
     mixture = json.loads((tmp_path / "run" / "flamingo" / "config.json").read_text())
     assert mixture["model"]["from_pretrained"].endswith("pairs-phase/final")
+    assert mixture["precision"] == pairs_phase["precision"] == "fp32"
     assert {d["kind"] for d in mixture["datasets"]} == {"interleaved", "pairs", "video"}
     # Tokenizer trained with the Flamingo tokens: they are single special tokens of the LM's own vocabulary.
     assert model.media_token_id < model.lm.get_input_embeddings().num_embeddings
@@ -63,6 +65,8 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert "the frozen LM alone, before the Flamingo stage" in card.read_text()
     assert "Whether the model keeps where an object is" in card.read_text()
     assert "Whether the model finds the object a question names" in card.read_text()
+    assert "(autocast; `precision: auto` picks bf16 unless this CPU runs it slower than fp32): clip fp32, lm fp32, " \
+           "flamingo fp32." in card.read_text()
     # A second run finds every stage done and redoes only the export.
     again = run_recipe(config)
     assert again["seconds"]["flamingo"] == pytest.approx(report["seconds"]["flamingo"])
@@ -77,17 +81,22 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert set(report["lm_recall"]) == {*RECALL_FORMS, "chance"} and recorded["lm_recall"] == report["lm_recall"]
 
 
-def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_first(tmp_path: Path) -> None:
-    def run(*stages: str) -> dict:
+def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(*stages: str, more: tuple[tuple[str, str], ...] = ()) -> dict:
         return run_recipe(load_recipe(overrides=[("output_dir", str(tmp_path)), ("stages", json.dumps(stages)),
-                                                 *QUICK]))
+                                                 *QUICK, *more]))
 
     assert set(run("data")["seconds"]) == {"data"}  # no later stage's output is needed, nor touched
     for stage, missing in (("lm", "tokenizer"), ("clip", "tokenizer"), ("flamingo", "lm"), ("export", "flamingo"),
                            ("card", "export")):
         with pytest.raises(ValueError, match=re.escape(f"the '{missing}' stage has not run in {tmp_path}")):
             run(stage)
-    assert set(run("tokenizer", "lm")["seconds"]) == {"data", "tokenizer", "lm"}
+    # A stage asked for bf16 on a CPU where bf16 is the slower: it gets bf16, and the recipe says so first.
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: "bf16 is slow here.")
+    report = run("tokenizer", "lm", more=(("lm.precision", "bf16"),))
+    assert set(report["seconds"]) == {"data", "tokenizer", "lm"} and report["precision"] == {"lm": "bf16"}
+    assert "recipe: bf16 is slow here. The lm stage(s) ask for bf16 (precision: auto" in capsys.readouterr().out
     with pytest.raises(ValueError, match="the 'clip' stage has not run"):
         run("flamingo")
 
@@ -115,6 +124,8 @@ def test_recipe_config_is_validated() -> None:
         load_recipe(overrides=[("stages", "[data, dance]")])
     with pytest.raises(ConfigError, match="flamingo.steps='many'"):
         load_recipe(overrides=[("flamingo.steps", "many")])
+    with pytest.raises(ConfigError, match=r"lm.precision='fp16': choose from \['fp32', 'bf16', 'auto'\]"):
+        load_recipe(overrides=[("lm.precision", "fp16")])
 
 
 def test_cli_lists_recipe_fields(capsys: pytest.CaptureFixture[str]) -> None:

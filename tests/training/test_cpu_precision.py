@@ -1,12 +1,14 @@
-"""The bf16-on-this-CPU note: said only when fp32 matmuls are clearly faster, with the measured figures."""
+"""The bf16-on-this-CPU note (said only when fp32 matmuls are clearly faster, with the measured figures) and
+``precision: auto`` (the faster of the two)."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from flamingo_vlm.training.cpu_precision import CLEARLY_FASTER, bf16_slower_note, matmul_gflops
+from flamingo_vlm.training.cpu_precision import CLEARLY_FASTER, bf16_slower_note, matmul_gflops, resolve_precision
 
 
 def _measured(fp32: float, bf16: float):
@@ -28,3 +30,25 @@ def test_matmul_speed_is_a_positive_rate_for_both_dtypes() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         rate = matmul_gflops(dtype, side=64, repeats=3)
         assert rate > 0 and math.isfinite(rate)
+
+
+def test_auto_takes_the_faster_precision_and_an_explicit_one_is_kept_unmeasured() -> None:
+    assert resolve_precision("auto", gflops=_measured(fp32=277.0, bf16=167.0)) == "fp32"  # AVX512-bf16, no AMX
+    assert resolve_precision("auto", gflops=_measured(fp32=300.0, bf16=1200.0)) == "bf16"  # an AMX CPU
+    assert resolve_precision("auto", gflops=_measured(fp32=110.0, bf16=100.0)) == "bf16"  # within timing noise
+
+    def unmeasurable(dtype: torch.dtype) -> float:
+        raise AssertionError("an explicit precision needs no measurement")
+
+    assert resolve_precision("fp32", gflops=unmeasurable) == "fp32"
+    assert resolve_precision("bf16", gflops=unmeasurable) == "bf16"
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'auto'\], got 'fp16'"):
+        resolve_precision("fp16")
+
+
+def test_timing_leaves_a_seeded_run_s_random_numbers_alone() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    matmul_gflops(torch.float32, side=32, repeats=1)
+    assert torch.equal(torch.rand(3), expected)

@@ -80,6 +80,33 @@ def test_round_robin_uses_one_dataset_per_step(lm_dirs: dict[str, str], clip_dir
     assert losses == [{"docs"}, {"docs", "pairs"}, {"docs", "pairs", "clips"}]  # last value seen per dataset
 
 
+def test_auto_precision_trains_in_the_faster_one_and_says_which(lm_dirs: dict[str, str], clip_dir: str,
+                                                               shards: dict[str, str], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    values = train_values(lm_dirs["opt"], clip_dir, tmp_path / "run", shards, steps=1, precision="auto")
+    # As if on a CPU whose bf16 matmuls are the slower: auto takes fp32 (autocast off).
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: "bf16 is slow here")
+    autocast_dtypes = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type: str, dtype: torch.dtype | None = None, enabled: bool = True, **kwargs):
+        autocast_dtypes.append((dtype, enabled))
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr("flamingo_vlm.training.trainer.torch.autocast", recording_autocast)
+    with caplog.at_level("INFO"):
+        train(load_train_config(values=values))
+    assert "precision: auto -> fp32 on this cpu" in caplog.text
+    # And where bf16 is not the slower (an AMX CPU), bf16 autocast.
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: None)
+    values = train_values(lm_dirs["opt"], clip_dir, tmp_path / "run2", shards, steps=1, precision="auto")
+    with caplog.at_level("INFO"):
+        train(load_train_config(values=values))
+    assert "precision: auto -> bf16 on this cpu" in caplog.text
+    assert autocast_dtypes == [(torch.bfloat16, False), (torch.bfloat16, True)]
+
+
 def test_bf16_with_frozen_bf16_weights_and_activation_checkpointing(lm_dirs: dict[str, str], clip_dir: str,
                                                                      shards: dict[str, str], tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
