@@ -194,9 +194,11 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         print(f"lm: recall by key, the LM alone: {recall_summary(recall, CARD_RECALL_PAIRS)}")
         if recall["described"] < LM_RECALL_EXPECTED:
             print(f"lm: WARNING: this LM names a described shape {100 * recall['described']:.0f}% of the time (the "
-                  f"bundled model's LM: 98%): recall appears suddenly in training and its step moves with the "
-                  f"machine, so this LM stopped short of it, and naming by the prompt's examples needs it. "
-                  f"Delete {lm_dir} and rerun with more LM steps (--lm.steps {config.lm.steps + 500}).")
+                  f"bundled model's LM: 98%): recall appears suddenly in training, and whether and when moves with "
+                  f"the CPU's arithmetic (on one CPU without AMX this corpus's LM stayed at 17-30% through 2,500 "
+                  f"steps), so the Flamingo made on it will copy and caption less well (there: CIDEr 229-251 "
+                  f"against the bundled model's 260-277). Deleting {lm_dir} and rerunning with more LM steps "
+                  f"(--lm.steps {config.lm.steps + 500}) may bring it.")
         record("lm", start)
     if (lm_dir / LM_RECALL_FILE).is_file():
         report["lm_recall"] = json.loads((lm_dir / LM_RECALL_FILE).read_text())

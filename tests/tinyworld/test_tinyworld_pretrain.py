@@ -16,9 +16,9 @@ from flamingo_vlm.processing.images import ImageProcessor
 from flamingo_vlm.tinyworld import Shape
 from flamingo_vlm.tinyworld.scene import Colour
 from flamingo_vlm.tinyworld.datasets import build_training_sets
-from flamingo_vlm.tinyworld.pretrain import (ClipBatches, ClipSettings, _caption_tensors, _pairs, pretrain_clip,
-                                             negative_captions, swap_shape_word, swap_spatial_phrase, to_gray,
-                                             train_tokenizer, without_colour_words)
+from flamingo_vlm.tinyworld.pretrain import (ClipBatches, ClipSettings, LMSettings, _caption_tensors, _pairs,
+                                             negative_captions, pretrain_clip, pretrain_lm, swap_shape_word,
+                                             swap_spatial_phrase, to_gray, train_tokenizer, without_colour_words)
 
 SHAPES = {s.value for s in Shape} | {s.plural for s in Shape}
 
@@ -145,6 +145,33 @@ def test_clip_stage_writes_a_vision_tower_flamingo_can_load(pairs_and_tokenizer,
     features = VisionEncoder(tower, image_size=processor.image_size)(torch.randn(2, 3, 32, 32))
     assert features.shape == (2, tokens, 16)  # resnet: 32px / 4 (stem) / 2 (stage 2) = 4x4 cells; vit: (32 / 8)^2 patches
     assert (out / "projections.safetensors").is_file() and (out / "text" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("asked, bf16_slower, autocast_on", [("bf16", True, True), ("fp32", False, False),
+                                                              ("auto", True, False), ("auto", False, True)])
+def test_the_clip_and_lm_stages_compute_in_the_precision_they_are_given(
+        pairs_and_tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asked: str, bf16_slower: bool,
+        autocast_on: bool) -> None:
+    pattern, tokenizer = pairs_and_tokenizer
+    # auto: as if on a CPU whose bf16 matmuls are (or are not) clearly slower than fp32.
+    monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note",
+                        lambda *_: "bf16 is slow here" if bf16_slower else None)
+    stages_autocast: list[bool] = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type: str, dtype: torch.dtype | None = None, enabled: bool = True, **kwargs):
+        if dtype == torch.bfloat16:  # the stage's own autocast (the models inside open fp32-only regions too)
+            stages_autocast.append(enabled)
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    clip = ClipSettings(image_size=32, resnet_widths=[8, 12, 16], text_width=16, text_layers=1, heads=2,
+                        projection_dim=8, batch_size=6, steps=2, warmup_steps=1, precision=asked)
+    pretrain_clip(pattern, tokenizer, tmp_path / "clip", clip, progress=False)
+    lm = LMSettings(width=16, layers=1, heads=2, sequence_length=16, batch_size=2, steps=2, warmup_steps=1,
+                    precision=asked)
+    pretrain_lm(["a red circle on a blue background."] * 8, tokenizer, tmp_path / "lm", lm, progress=False)
+    assert stages_autocast == [autocast_on] * 4  # two CLIP steps, two LM steps
 
 
 def test_clip_stage_rejects_mismatched_resnet_settings(pairs_and_tokenizer, tmp_path: Path) -> None:
