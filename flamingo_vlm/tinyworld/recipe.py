@@ -26,8 +26,8 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
-from flamingo_vlm.training.config import doc
 from flamingo_vlm.training import cpu_precision
+from flamingo_vlm.training.config import doc
 from flamingo_vlm.training.cpu_precision import PRECISIONS, resolve_precision
 
 if TYPE_CHECKING:  # imported lazily at run time: the recipe's early stages do not need the model package

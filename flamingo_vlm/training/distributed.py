@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,16 @@ def all_reduce_sum(value: torch.Tensor, context: DistributedContext) -> torch.Te
     if context.enabled:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def main_rank_choice(choice: str, options: Sequence[str], context: DistributedContext) -> str:
+    """Rank 0's ``choice`` (one of ``options``) on every rank: a choice each process makes by measuring (such as
+    ``precision: auto``) could come out differently on different ranks, which must compute alike."""
+    if not context.enabled:
+        return choice
+    index = torch.tensor([list(options).index(choice)], device=context.device)
+    dist.broadcast(index, src=0)
+    return options[int(index.item())]
 
 
 def barrier(context: DistributedContext) -> None:

@@ -34,12 +34,13 @@ from flamingo_vlm.model.fusion import FlamingoDecoderLayer
 from flamingo_vlm.training.checkpoint import gather_trainable_weights, list_checkpoints, load_checkpoint, save_checkpoint
 from flamingo_vlm.training.config import TrainConfig, config_to_dict
 from flamingo_vlm.training.contention import CpuContention
-from flamingo_vlm.training.cpu_precision import bf16_slower_note, resolve_precision
+from flamingo_vlm.training.cpu_precision import PRECISIONS, bf16_slower_note, resolve_precision
 from flamingo_vlm.training.distributed import (
     DistributedContext,
     all_reduce_sum,
     barrier,
     init_distributed,
+    main_rank_choice,
     shutdown,
     wrap_model,
 )
@@ -204,7 +205,8 @@ def _train(config: TrainConfig, context: DistributedContext) -> Path:
     metrics = MetricsWriter(run_dir, context.is_main)
     bar = tqdm(total=config.steps, initial=start_step, disable=not (context.is_main and config.progress),
                desc="train", dynamic_ncols=True)
-    precision = resolve_precision(config.precision, context.device.type)
+    # auto is measured in each process; every rank takes rank 0's answer so that all compute alike.
+    precision = main_rank_choice(resolve_precision(config.precision, context.device.type), PRECISIONS, context)
     autocast = torch.autocast(context.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if config.precision == "auto" and context.is_main:
         log.info("precision: auto -> %s on this %s", precision, context.device.type)

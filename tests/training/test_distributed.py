@@ -54,3 +54,21 @@ def test_two_processes_match_one_process(strategy: str, lm_dirs: dict[str, str],
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], atol=1e-5, rtol=1e-4)
     assert any(g["attn"] > 0 for g in one[-1]["gates"])  # training really changed the weights being compared
+
+
+def _choose(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from flamingo_vlm.training.distributed import DistributedContext, main_rank_choice
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    context = DistributedContext(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
+    # As if each process had measured its own answer to precision: auto and they disagreed.
+    agreed = main_rank_choice("fp32" if rank == 0 else "bf16", ("fp32", "bf16", "auto"), context)
+    Path(out, f"rank{rank}").write_text(agreed)
+    dist.destroy_process_group()
+
+
+def test_a_measured_choice_is_rank_zeros_on_every_rank(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_choose, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["fp32", "fp32"]
