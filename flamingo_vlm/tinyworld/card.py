@@ -206,6 +206,14 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                   "`a green star. this is a value.`, then one key or description again; the value it ranks first; "
                   "`flamingo_vlm.tinyworld.probe.in_context_recall`): "
                   + recall_summary(lm_recall, lm_recall_pairs) + _bare_lm_recall(recipe) + ".", ""]
+    if recipe.get("lm_scene_qa"):
+        from flamingo_vlm.tinyworld.probe import scene_qa_summary
+
+        lines += ["What the frozen LM works out about a scene told in words, the reasoning VQA needs with nothing to "
+                  "see (the LM alone, before the Flamingo stage: a scene described as the corpus describes it, two "
+                  "examples, then a question in the evaluation's `Question: ... Answer:`; the answer it ranks first; "
+                  "`flamingo_vlm.tinyworld.probe.lm_scene_qa`): "
+                  + scene_qa_summary(recipe["lm_scene_qa"]) + ".", ""]
     if copy_binding:
         from flamingo_vlm.tinyworld.probe import binding_summary
 

@@ -25,6 +25,9 @@ before it (``key value`` or ``key: value`` pairs, or shapes described and named,
 image by the examples needs exactly that, with the key written by the cross-attention instead of in words.
 :func:`lm_recall` asks it of a bare causal LM, before it is frozen into a Flamingo.
 
+:func:`lm_scene_qa` asks a bare causal LM what VQA asks the model, with the scene told in words instead of shown:
+what the frozen LM cannot work out from words, the cross-attention alone must work out from pixels.
+
 :func:`position_keeping` asks where a lone object's place is lost: in the encoder's features, or in the
 resampler's latents (which the Perceiver pools without spatial embeddings, as in the paper)?
 
@@ -553,6 +556,100 @@ def recall_summary(results: dict[str, float], pairs: int) -> str:
     return (f"the value right after its key {100 * results['adjacent']:.0f}%, after `key:` "
             f"{100 * results['key_value']:.0f}%, a described shape's made-up name {100 * results['described']:.0f}% "
             f"(chance {100 * results['chance']:.0f}%), {pairs} pairs")
+
+
+SCENE_QA_KINDS = ("colour", "shape", "count", "exists")
+_SCENE_QA_ANSWERS: dict[str, tuple[str, ...]] = {
+    "colour": tuple(str(c) for c in Colour),
+    "shape": tuple(str(s) for s in Shape),
+    "count": tuple(str(n) for n in range(5)),  # scenes hold 1-4 objects; "0" for a kind that is absent
+    "exists": ("yes", "no"),
+}
+
+
+def scene_qa_prompts(*, trials: int = 60, examples: int = 2, seed: int = 0, split: str = "train",
+                     end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, list[tuple[str, list[str], int]]]:
+    """The text-only trials of :func:`lm_scene_qa`: per kind of :data:`SCENE_QA_KINDS`, ``trials`` of ``(prompt,
+    answers, answer)``.
+
+    Each prompt is ``examples`` chunks ``scene: <caption>. Question: <q> Answer: <a>`` (scenes described in words,
+    as the corpus's ``scene_qa`` documents describe them, each caption naming every object; one question kind per
+    prompt), then a fresh scene and question with ``Answer:`` left open: the zero-shot VQA prompt with the image
+    written out. ``answers`` are the candidates (no leading space), every answer that kind can have; ``answer`` the
+    index of the right one. ``split`` picks the question wordings of the query (``"train"`` or ``"heldout"``);
+    the examples always use training wordings. The evaluation's ``Question: ... Answer:`` labels are kept, though
+    no training text has them, because the VQA prompts have them.
+    """
+    from flamingo_vlm.tinyworld._random import choice
+    from flamingo_vlm.tinyworld.datasets import EVAL_QA_FORMAT, fill_qa
+    from flamingo_vlm.tinyworld.language import caption, question
+    from flamingo_vlm.tinyworld.scene import Size
+
+    if trials < 1 or examples < 0:
+        raise ValueError(f"scene_qa_prompts needs trials >= 1 and examples >= 0, got {trials} and {examples}.")
+    rng = np.random.default_rng(seed)
+
+    def described(kind: str, wording: str) -> tuple[str, str, str]:
+        while True:
+            # One size for every object, as in the corpus: captions name sizes only now and then, so a question
+            # that told two same-coloured objects apart by size could not be answered from the words.
+            scene = sample_scene(rng, sizes=[choice(rng, list(Size))])
+            qa = question(scene, rng, kind=kind, split=wording)
+            if qa is not None and qa.answer in _SCENE_QA_ANSWERS[kind]:
+                text = caption(scene, rng, split="train").text.rstrip(".")
+                return f"scene: {text}.", qa.question, qa.answer
+
+    forms: dict[str, list[tuple[str, list[str], int]]] = {kind: [] for kind in SCENE_QA_KINDS}
+    open_answer = fill_qa(EVAL_QA_FORMAT, "{question}", "").rstrip()  # "Question: {question} Answer:"
+    for kind in SCENE_QA_KINDS:
+        answers = list(_SCENE_QA_ANSWERS[kind])
+        for _ in range(trials):
+            chunks = [f"{scene} {fill_qa(EVAL_QA_FORMAT, asked, answer)}"
+                      for scene, asked, answer in (described(kind, "train") for _ in range(examples))]
+            scene, asked, answer = described(kind, split)
+            chunks.append(f"{scene} {open_answer.format(question=asked)}")
+            forms[kind].append((end_of_chunk_token.join(chunks), answers, answers.index(answer)))
+    return forms
+
+
+@torch.no_grad()
+def lm_scene_qa(lm: torch.nn.Module, tokenizer: Any, *, trials: int = 60, examples: int = 2, seed: int = 0,
+                split: str = "train", end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, dict[str, float]]:
+    """Can a bare causal LM answer a question about a scene told in words? VQA asks the same with the scene shown,
+    and Flamingo's LM is frozen: whatever it cannot work out from words (which object a question names, whether
+    one is there), the cross-attention alone must work out from pixels. Asks :func:`scene_qa_prompts`; the answer
+    is the candidate the LM gives the highest probability. Per kind: ``accuracy``, ``majority`` (the share of its
+    commonest right answer, what one fixed guess gets), ``said_most`` (the share of the answer the LM gave
+    most: near 1 means it says one thing whatever it is told) and ``questions`` (``trials``). The tiny world's LM answers "is there a ...?" no
+    better than always giving the commoner answer would, which is where its Flamingo's yes/no answers stand too."""
+    from collections import Counter
+
+    lm.eval()
+    results: dict[str, dict[str, float]] = {}
+    forms = scene_qa_prompts(trials=trials, examples=examples, seed=seed, split=split,
+                             end_of_chunk_token=end_of_chunk_token)
+    for kind, rows in forms.items():
+        said = [int(lm_candidate_scores(lm, tokenizer, prompt, [" " + a for a in answers]).argmax())
+                for prompt, answers, _ in rows]
+        truth = [answer for _, _, answer in rows]
+        results[kind] = {
+            "accuracy": sum(s == t for s, t in zip(said, truth, strict=True)) / len(rows),
+            "majority": Counter(truth).most_common(1)[0][1] / len(rows),
+            "said_most": Counter(said).most_common(1)[0][1] / len(rows),
+            "questions": len(rows),
+        }
+    return results
+
+
+def scene_qa_summary(results: dict[str, dict[str, float]]) -> str:
+    """One line for a model card: ``colour 37% (one fixed answer 13%), ..., exists 58% (one fixed answer 60%; says
+    one answer 98% of the time), 60 questions per kind``."""
+    parts = []
+    for kind, r in results.items():
+        told = f"; says one answer {100 * r['said_most']:.0f}% of the time" if r["said_most"] >= 0.7 else ""
+        parts.append(f"{kind} {100 * r['accuracy']:.0f}% (one fixed answer {100 * r['majority']:.0f}%{told})")
+    counts = sorted({int(r["questions"]) for r in results.values()})
+    return ", ".join(parts) + f", {'/'.join(map(str, counts))} questions per kind"
 
 
 def copy_binding_plan(labels: Sequence[str], *, shots: int, trials: int,

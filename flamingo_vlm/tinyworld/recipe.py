@@ -37,6 +37,7 @@ RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
+LM_SCENE_QA_FILE = "scene_qa.json"  # the LM stage's probe.lm_scene_qa, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
 # Flamingo-stage datasets used only when flamingo.datasets lists their kind: the LM corpus's own documents, no image
 # (see DatasetConfig.kind); these are their settings unless the entry says otherwise.
@@ -187,11 +188,17 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         # needs it, and it appears suddenly in training, so a run whose LM stopped short of it says so here.
         from transformers import AutoModelForCausalLM
 
-        from flamingo_vlm.tinyworld.probe import lm_recall, recall_summary
+        from flamingo_vlm.tinyworld.probe import lm_recall, lm_scene_qa, recall_summary, scene_qa_summary
 
-        recall = lm_recall(AutoModelForCausalLM.from_pretrained(lm_dir), tokenizer, pairs=CARD_RECALL_PAIRS)
+        trained_lm = AutoModelForCausalLM.from_pretrained(lm_dir)
+        recall = lm_recall(trained_lm, tokenizer, pairs=CARD_RECALL_PAIRS)
         (lm_dir / LM_RECALL_FILE).write_text(json.dumps(recall, indent=1))
         print(f"lm: recall by key, the LM alone: {recall_summary(recall, CARD_RECALL_PAIRS)}")
+        # What the LM works out about a scene told in words, VQA's reasoning with nothing to see: what the frozen LM
+        # cannot work out from words, the cross-attention alone must work out from pixels.
+        scene_qa = lm_scene_qa(trained_lm, tokenizer)
+        (lm_dir / LM_SCENE_QA_FILE).write_text(json.dumps(scene_qa, indent=1))
+        print(f"lm: questions about a scene told in words, the LM alone: {scene_qa_summary(scene_qa)}")
         if recall["described"] < LM_RECALL_EXPECTED:
             print(f"lm: WARNING: this LM names a described shape {100 * recall['described']:.0f}% of the time (the "
                   f"bundled model's LM: 98%): recall appears suddenly in training, and whether and when moves with "
@@ -202,6 +209,8 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         record("lm", start)
     if (lm_dir / LM_RECALL_FILE).is_file():
         report["lm_recall"] = json.loads((lm_dir / LM_RECALL_FILE).read_text())
+    if (lm_dir / LM_SCENE_QA_FILE).is_file():
+        report["lm_scene_qa"] = json.loads((lm_dir / LM_SCENE_QA_FILE).read_text())
 
     run_dir = root / "flamingo"
     if "flamingo" in config.stages and not (run_dir / "final" / "config.json").is_file():

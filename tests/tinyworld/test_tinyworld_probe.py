@@ -10,12 +10,13 @@ import torch
 from flamingo_vlm.model.flamingo import FlamingoOutput
 from flamingo_vlm.tinyworld.datasets import reserved_eval_words
 from flamingo_vlm.tinyworld.evalsets import build_eval_sets
-from flamingo_vlm.tinyworld.scene import Shape
+from flamingo_vlm.tinyworld.scene import Colour, Shape
 from flamingo_vlm.tinyworld.probe import (
     ATTRIBUTES,
     IMAGE_CONDITIONS,
     READ_ATTRIBUTES,
     RECALL_FORMS,
+    SCENE_QA_KINDS,
     _linear_probe,
     attribute_reading,
     binding_summary,
@@ -29,6 +30,7 @@ from flamingo_vlm.tinyworld.probe import (
     keeping_summary,
     lm_candidate_scores,
     lm_recall,
+    lm_scene_qa,
     position_keeping,
     probe_summary,
     probe_vision,
@@ -39,6 +41,8 @@ from flamingo_vlm.tinyworld.probe import (
     recall_prompts,
     recall_summary,
     reliance_summary,
+    scene_qa_prompts,
+    scene_qa_summary,
 )
 from tests.model.helpers import build
 
@@ -373,6 +377,113 @@ def test_lm_recall_asks_the_bare_lm_the_recall_prompts(lm_dirs: dict[str, str],
     monkeypatch.setattr(probe, "lm_candidate_scores", oracle)
     assert lm_recall(lm, tokenizer, trials=12, pairs=3, end_of_chunk_token="<E>") == {
         **dict.fromkeys(RECALL_FORMS, 1.0), "chance": 1 / 3}
+
+
+def _told(chunk: str) -> tuple[str, str]:
+    """A scene_qa chunk's description and its question: ("scene: ... .", "what shape is ...?")."""
+    scene, rest = chunk.split(" Question: ")
+    return scene, rest.split(" Answer:")[0]
+
+
+def _answer_from_words(scene: str, asked: str, kind: str) -> str:
+    """What the description says, for the questions whose answer a word match finds: the shape named right after
+    the one colour word a shape question mentions, or the colour named right before the one shape word a colour
+    question mentions; None when the question names neither (e.g. by size)."""
+    words = scene.lower().replace(",", " ").replace(".", " ").split()
+    colours, shapes = {str(c) for c in Colour}, {str(s) for s in Shape}
+    key = colours if kind == "shape" else shapes
+    named = [w for w in asked.lower().rstrip("?").split() if w in key]
+    if len(named) != 1:
+        return None
+    at = [i for i, w in enumerate(words) if w == named[0]]
+    said = {words[i + 1] for i in at if i + 1 < len(words)} if kind == "shape" else {words[i - 1] for i in at if i}
+    said &= shapes if kind == "shape" else colours
+    return said.pop() if len(said) == 1 else None
+
+
+def _exists_checks(scene: str, asked: str, said: str) -> bool | None:
+    """For "is there a star?" (a shape, no colour): whether the description names that shape iff the answer is
+    yes; None for the questions this word match cannot check."""
+    words = {w.rstrip("s") for w in scene.lower().replace(",", " ").replace(".", " ").split()}
+    named = [w.rstrip("s") for w in asked.lower().rstrip("?").split()]
+    shapes = [w for w in named if w in {str(s) for s in Shape}]
+    if len(shapes) != 1 or any(w in {str(c) for c in Colour} for w in named):
+        return None
+    return (shapes[0] in words) == (said == "yes")
+
+
+def test_scene_qa_prompts_ask_what_the_described_scene_answers() -> None:
+    """Deterministic by seed; every prompt is ``examples`` answered chunks then an open one, all of one kind, in the
+    evaluation's format; the right answer is among the candidates and, where a word match can check it, is what
+    the description says; the examples' answers are right too; every candidate answer of a yes/no kind is asked."""
+    forms = scene_qa_prompts(trials=30, examples=2, seed=3, end_of_chunk_token="<E>")
+    assert forms == scene_qa_prompts(trials=30, examples=2, seed=3, end_of_chunk_token="<E>")
+    assert forms != scene_qa_prompts(trials=30, examples=2, seed=4, end_of_chunk_token="<E>")
+    assert tuple(forms) == SCENE_QA_KINDS
+    checked = 0
+    for kind, rows in forms.items():
+        assert len(rows) == 30
+        for prompt, answers, answer in rows:
+            *shown, query = prompt.split("<E>")
+            assert len(shown) == 2 and query.startswith("scene: ") and query.endswith(" Answer:")
+            for chunk in shown:
+                said = chunk.rsplit(" Answer: ", 1)[1]
+                assert said in answers
+                scene, asked = _told(chunk)
+                truth = _answer_from_words(scene, asked, kind) if kind in ("colour", "shape") else None
+                assert truth in (None, said)
+            scene, asked = _told(query)
+            truth = _answer_from_words(scene, asked, kind) if kind in ("colour", "shape") else None
+            assert truth in (None, answers[answer])
+            checked += truth is not None
+            if kind == "exists":
+                assert answers == ["yes", "no"]
+                matched = _exists_checks(scene, asked, answers[answer])
+                assert matched in (None, True), (scene, asked, answers[answer])
+                checked += matched is not None
+        if kind == "exists":
+            assert {answer for _, _, answer in rows} == {0, 1}
+    assert checked >= 30  # the word-match checks applied, not skipped
+    heldout = scene_qa_prompts(trials=30, seed=3, split="heldout", end_of_chunk_token="<E>")
+    assert [row[0].split("<E>")[-1] for row in heldout["shape"]] != [row[0].split("<E>")[-1] for row in forms["shape"]]
+    with pytest.raises(ValueError, match="trials >= 1"):
+        scene_qa_prompts(trials=0)
+
+
+def test_lm_scene_qa_scores_what_the_lm_ranks_first(lm_dirs: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny random LM runs through (shares are counts of trials); an LM that always ranks the right answer first
+    scores 1; one that always says the first candidate scores how often that is right and says one answer 100%."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flamingo_vlm.tinyworld import probe
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_dirs["llama"])
+    tokenizer = AutoTokenizer.from_pretrained(lm_dirs["llama"])
+    fresh = lm_scene_qa(lm, tokenizer, trials=3, end_of_chunk_token="<E>")
+    assert tuple(fresh) == SCENE_QA_KINDS
+    for r in fresh.values():
+        assert set(r) == {"accuracy", "majority", "said_most", "questions"} and r["questions"] == 3
+        assert all(r[k] * 3 == round(r[k] * 3) for k in ("accuracy", "majority", "said_most"))
+        assert r["majority"] >= 1 / 3 and r["said_most"] >= 1 / 3
+    forms = scene_qa_prompts(trials=12, end_of_chunk_token="<E>")
+    truth = {prompt: answers[answer] for rows in forms.values() for prompt, answers, answer in rows}
+    mode = {"oracle": True}
+
+    def scorer(_: object, __: object, prompt: str, candidates: list[str]) -> torch.Tensor:
+        right = truth[prompt] if mode["oracle"] else candidates[0].strip()
+        return torch.tensor([10.0 if c.strip() == right else 0.0 for c in candidates])
+
+    monkeypatch.setattr(probe, "lm_candidate_scores", scorer)
+    oracle = lm_scene_qa(lm, tokenizer, trials=12, end_of_chunk_token="<E>")
+    assert all(r["accuracy"] == 1.0 for r in oracle.values())
+    mode["oracle"] = False
+    fixed = lm_scene_qa(lm, tokenizer, trials=12, end_of_chunk_token="<E>")
+    for kind, rows in forms.items():
+        assert fixed[kind]["accuracy"] == pytest.approx(sum(answer == 0 for _, _, answer in rows) / 12)
+        assert fixed[kind]["said_most"] == 1.0
+    line = scene_qa_summary(fixed)
+    assert line.startswith("colour ") and "exists" in line and line.count("says one answer 100% of the time") == 4
+    assert line.endswith(", 12 questions per kind")
 
 
 def test_position_keeping_scores_what_the_latents_keep_not_what_the_encoder_has(

@@ -12,7 +12,7 @@ import torch
 from flamingo_vlm import Flamingo
 from flamingo_vlm.cli import main
 from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
-from flamingo_vlm.tinyworld.probe import RECALL_FORMS
+from flamingo_vlm.tinyworld.probe import RECALL_FORMS, SCENE_QA_KINDS
 from flamingo_vlm.tinyworld.recipe import (
     STAGES,
     flamingo_train_values,
@@ -79,6 +79,10 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert recorded["data"]["train"]["text"].endswith(".tar")  # the LM corpus as shards, for a text entry
     # The LM stage measured its LM's recall by key, and a later run that skips the stage still reports it.
     assert set(report["lm_recall"]) == {*RECALL_FORMS, "chance"} and recorded["lm_recall"] == report["lm_recall"]
+    # So it did its answers about scenes told in words, and the card says them.
+    assert set(report["lm_scene_qa"]) == set(SCENE_QA_KINDS) and recorded["lm_scene_qa"] == report["lm_scene_qa"]
+    assert "lm: questions about a scene told in words, the LM alone: colour " in printed
+    assert "What the frozen LM works out about a scene told in words" in card.read_text()
 
 
 def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_first(
