@@ -39,6 +39,7 @@ among the prompt's words would? If not, the novel-word task cannot work at any n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from flamingo_vlm.model.flamingo import Flamingo
+from flamingo_vlm.tinyworld._random import choice
 from flamingo_vlm.tinyworld.corpus import _a
-from flamingo_vlm.tinyworld.datasets import reserved_eval_words
+from flamingo_vlm.tinyworld.datasets import EVAL_QA_FORMAT, fill_qa, reserved_eval_words
 from flamingo_vlm.tinyworld.geometry import position_is_clear, position_name
+from flamingo_vlm.tinyworld.language import caption, question
 from flamingo_vlm.tinyworld.render import render_scene
-from flamingo_vlm.tinyworld.scene import Colour, Shape, sample_scene
+from flamingo_vlm.tinyworld.scene import Colour, Shape, Size, sample_scene
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -580,11 +583,6 @@ def scene_qa_prompts(*, trials: int = 60, examples: int = 2, seed: int = 0, spli
     the examples always use training wordings. The evaluation's ``Question: ... Answer:`` labels are kept, though
     no training text has them, because the VQA prompts have them.
     """
-    from flamingo_vlm.tinyworld._random import choice
-    from flamingo_vlm.tinyworld.datasets import EVAL_QA_FORMAT, fill_qa
-    from flamingo_vlm.tinyworld.language import caption, question
-    from flamingo_vlm.tinyworld.scene import Size
-
     if trials < 1 or examples < 0:
         raise ValueError(f"scene_qa_prompts needs trials >= 1 and examples >= 0, got {trials} and {examples}.")
     rng = np.random.default_rng(seed)
@@ -620,10 +618,9 @@ def lm_scene_qa(lm: torch.nn.Module, tokenizer: Any, *, trials: int = 60, exampl
     one is there), the cross-attention alone must work out from pixels. Asks :func:`scene_qa_prompts`; the answer
     is the candidate the LM gives the highest probability. Per kind: ``accuracy``, ``majority`` (the share of its
     commonest right answer, what one fixed guess gets), ``said_most`` (the share of the answer the LM gave
-    most: near 1 means it says one thing whatever it is told) and ``questions`` (``trials``). The tiny world's LM answers "is there a ...?" no
-    better than always giving the commoner answer would, which is where its Flamingo's yes/no answers stand too."""
-    from collections import Counter
-
+    most: near 1 means it says one thing whatever it is told) and ``questions`` (``trials``). The tiny world's LM
+    answers "is there a ...?" no better than always giving the commoner answer would, which is where its
+    Flamingo's yes/no answers stand too."""
     lm.eval()
     results: dict[str, dict[str, float]] = {}
     forms = scene_qa_prompts(trials=trials, examples=examples, seed=seed, split=split,

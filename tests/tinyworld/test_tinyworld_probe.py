@@ -385,7 +385,7 @@ def _told(chunk: str) -> tuple[str, str]:
     return scene, rest.split(" Answer:")[0]
 
 
-def _answer_from_words(scene: str, asked: str, kind: str) -> str:
+def _answer_from_words(scene: str, asked: str, kind: str) -> str | None:
     """What the description says, for the questions whose answer a word match finds: the shape named right after
     the one colour word a shape question mentions, or the colour named right before the one shape word a colour
     question mentions; None when the question names neither (e.g. by size)."""
