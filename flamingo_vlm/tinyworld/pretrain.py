@@ -14,6 +14,7 @@ Both are saved with ``save_pretrained`` and later loaded by path exactly like hu
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -44,6 +45,7 @@ from flamingo_vlm.training.contention import CpuContention
 from flamingo_vlm.training.cpu_precision import resolve_precision
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<image>", "<|endofchunk|>"]
+PROBE_CURVE_FILE = "probe_curve.json"  # pretrain_lm's probe scores along the way, in the LM's folder
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: Path, *, vocab_size: int = 2048) -> PreTrainedTokenizerFast:
@@ -406,8 +408,6 @@ def pretrain_clip(pairs_pattern: str, tokenizer: PreTrainedTokenizerFast, out_di
 
 def _write_preprocessor_config(out_dir: Path, processor: ImageProcessor) -> None:
     """The Hugging Face file that tells any loader (ours included) this encoder's input statistics."""
-    import json
-
     (out_dir / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "CLIPImageProcessor", "image_mean": list(processor.image_mean),
         "image_std": list(processor.image_std), "size": {"shortest_edge": processor.image_size},
@@ -432,6 +432,10 @@ class LMSettings:
     precision: str = doc(
         "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (CPUs "
         "without AMX; training.cpu_precision). The two give different weights.", "bf16")
+    probe_every: int = doc(
+        "Every this many steps, score the LM with the stage's probe (the recipe's: recall by key, probe.lm_recall) "
+        "and keep the curve (lm/probe_curve.json): recall appears suddenly, and the curve shows how near a run "
+        "stopped to it. 0: off (each probe takes a few seconds).", 0)
 
 
 def _packed_sequences(documents: list[list[int]], length: int, eos: int, rng: random.Random) -> torch.Tensor:
@@ -447,8 +451,14 @@ def _packed_sequences(documents: list[list[int]], length: int, eos: int, rng: ra
 
 
 def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_dir: Path, settings: LMSettings,
-                *, seed: int = 0, progress: bool = True) -> Path:
-    """Causal-LM pretraining of a small Llama on the world's text; returns the saved folder (with tokenizer)."""
+                *, seed: int = 0, progress: bool = True,
+                probe: Callable[[nn.Module], dict[str, float]] | None = None) -> Path:
+    """Causal-LM pretraining of a small Llama on the world's text; returns the saved folder (with tokenizer).
+
+    With a ``probe`` and ``settings.probe_every``, the LM is scored every that many steps and after the last (in
+    eval mode, without gradients; training resumes unchanged) and ``out_dir/probe_curve.json`` holds
+    ``[{"step": s, **scores}, ...]``.
+    """
     bf16 = resolve_precision(settings.precision) == "bf16"
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -468,6 +478,7 @@ def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_d
     epoch, cursor = 0, 0
     bar = tqdm(range(settings.steps), desc="LM", disable=not progress, dynamic_ncols=True)
     losses = []
+    curve: list[dict[str, float]] = []  # the probe's scores along the way
     contention = CpuContention(torch.get_num_threads())
     for step in bar:
         if cursor + settings.batch_size > rows.shape[0]:
@@ -489,8 +500,18 @@ def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_d
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", epoch=epoch)
             contention.check()
+        done = step + 1
+        if probe is not None and settings.probe_every > 0 and (done % settings.probe_every == 0
+                                                                or done == settings.steps):
+            model.eval()
+            with torch.no_grad():
+                curve.append({"step": done, "loss": float(np.mean(losses[-20:])), **probe(model)})
+            model.train()
+            bar.write(f"LM step {done}: " + ", ".join(f"{k} {v:.3g}" for k, v in curve[-1].items() if k != "step"))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    if curve:
+        (out_dir / PROBE_CURVE_FILE).write_text(json.dumps(curve, indent=1))
     return out_dir
 
 

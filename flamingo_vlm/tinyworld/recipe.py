@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from flamingo_vlm.tinyworld.pretrain import ClipSettings, LMSettings, pretrain_clip, pretrain_lm, train_tokenizer
+from flamingo_vlm.tinyworld.pretrain import (PROBE_CURVE_FILE, ClipSettings, LMSettings, pretrain_clip, pretrain_lm,
+                                             train_tokenizer)
 from flamingo_vlm.training import cpu_precision
 from flamingo_vlm.training.config import doc
 from flamingo_vlm.training.cpu_precision import PRECISIONS, resolve_precision
@@ -183,13 +184,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         corpus = Path(paths["lm_corpus"]).read_text().splitlines()
         lm_settings = replace(config.lm, precision=resolve_precision(config.lm.precision))
         record_precision("lm", lm_settings.precision)
-        pretrain_lm(corpus, tokenizer, lm_dir, lm_settings, seed=config.seed, progress=config.progress)
-        # Whether the LM to be frozen can pick a word of its context by key (probe.lm_recall): few-shot naming
-        # needs it, and it appears suddenly in training, so a run whose LM stopped short of it says so here.
         from transformers import AutoModelForCausalLM
 
         from flamingo_vlm.tinyworld.probe import lm_recall, lm_scene_qa, recall_summary, scene_qa_summary
 
+        pretrain_lm(corpus, tokenizer, lm_dir, lm_settings, seed=config.seed, progress=config.progress,
+                    probe=lambda lm: lm_recall(lm, tokenizer, pairs=CARD_RECALL_PAIRS))
+        # Whether the LM to be frozen can pick a word of its context by key (probe.lm_recall): few-shot naming
+        # needs it, and it appears suddenly in training, so a run whose LM stopped short of it says so here.
         trained_lm = AutoModelForCausalLM.from_pretrained(lm_dir)
         recall = lm_recall(trained_lm, tokenizer, pairs=CARD_RECALL_PAIRS)
         (lm_dir / LM_RECALL_FILE).write_text(json.dumps(recall, indent=1))
@@ -211,6 +213,8 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         report["lm_recall"] = json.loads((lm_dir / LM_RECALL_FILE).read_text())
     if (lm_dir / LM_SCENE_QA_FILE).is_file():
         report["lm_scene_qa"] = json.loads((lm_dir / LM_SCENE_QA_FILE).read_text())
+    if (lm_dir / PROBE_CURVE_FILE).is_file():  # with lm.probe_every: recall along the LM stage
+        report["lm_recall_curve"] = json.loads((lm_dir / PROBE_CURVE_FILE).read_text())
 
     run_dir = root / "flamingo"
     if "flamingo" in config.stages and not (run_dir / "final" / "config.json").is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -10,15 +11,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from transformers import LlamaForCausalLM
 
 from flamingo_vlm.backbones.vision import VisionEncoder, load_vision_tower
 from flamingo_vlm.processing.images import ImageProcessor
 from flamingo_vlm.tinyworld import Shape
 from flamingo_vlm.tinyworld.scene import Colour
 from flamingo_vlm.tinyworld.datasets import build_training_sets
-from flamingo_vlm.tinyworld.pretrain import (ClipBatches, ClipSettings, LMSettings, _caption_tensors, _pairs,
-                                             negative_captions, pretrain_clip, pretrain_lm, swap_shape_word,
-                                             swap_spatial_phrase, to_gray, train_tokenizer, without_colour_words)
+from flamingo_vlm.tinyworld.pretrain import (PROBE_CURVE_FILE, ClipBatches, ClipSettings, LMSettings,
+                                             _caption_tensors, _pairs, negative_captions, pretrain_clip, pretrain_lm,
+                                             swap_shape_word, swap_spatial_phrase, to_gray, train_tokenizer,
+                                             without_colour_words)
 
 SHAPES = {s.value for s in Shape} | {s.plural for s in Shape}
 
@@ -172,6 +176,41 @@ def test_the_clip_and_lm_stages_compute_in_the_precision_they_are_given(
                     precision=asked)
     pretrain_lm(["a red circle on a blue background."] * 8, tokenizer, tmp_path / "lm", lm, progress=False)
     assert stages_autocast == [autocast_on] * 4  # two CLIP steps, two LM steps
+
+
+def test_lm_stage_probes_along_the_way_without_changing_the_training(pairs_and_tokenizer, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _, tokenizer = pairs_and_tokenizer
+    corpus = ["a red circle on a blue background.", "two green stars left of a square."] * 8
+    seen: list[tuple[bool, bool]] = []
+    training_forwards: list[bool] = []  # every training step's forward: in train mode again after a probe
+
+    class RecordingLlama(LlamaForCausalLM):
+        def forward(self, *args, **kwargs):
+            training_forwards.append(self.training)
+            return super().forward(*args, **kwargs)
+
+    monkeypatch.setattr("flamingo_vlm.tinyworld.pretrain.LlamaForCausalLM", RecordingLlama)
+
+    def probe(lm: torch.nn.Module) -> dict[str, float]:
+        seen.append((lm.training, torch.is_grad_enabled()))
+        return {"first_weight": float(next(lm.parameters()).flatten()[0])}
+
+    def run(folder: str, probe_every: int, with_probe: bool) -> dict[str, torch.Tensor]:
+        lm = LMSettings(width=16, layers=1, heads=2, sequence_length=16, batch_size=2, steps=5, warmup_steps=1,
+                        precision="fp32", probe_every=probe_every)
+        pretrain_lm(corpus, tokenizer, tmp_path / folder, lm, progress=False, probe=probe if with_probe else None)
+        return load_file(str(tmp_path / folder / "model.safetensors"))
+
+    plain = run("plain", 0, True)  # probe_every 0: the probe is never called
+    assert seen == [] and not (tmp_path / "plain" / PROBE_CURVE_FILE).exists()
+    probed = run("probed", 2, True)
+    assert seen == [(False, False)] * 3  # steps 2, 4 and the last, in eval mode without gradients
+    assert training_forwards == [True] * 10  # the probe makes no forward pass of its own
+    curve = json.loads((tmp_path / "probed" / PROBE_CURVE_FILE).read_text())
+    assert [point["step"] for point in curve] == [2, 4, 5] and all(point["loss"] > 0 for point in curve)
+    assert len({point["first_weight"] for point in curve}) == 3  # scored as it trained, not once
+    assert plain.keys() == probed.keys() and all(torch.equal(plain[k], probed[k]) for k in plain)
 
 
 def test_clip_stage_rejects_mismatched_resnet_settings(pairs_and_tokenizer, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     # As if on a CPU where bf16 is the slower: every stage's precision: auto takes fp32, and the card says so.
     monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: "bf16 is slow here.")
     config = load_recipe(overrides=[("output_dir", str(tmp_path / "run")), ("export_to", str(tmp_path / "asset")),
-                                    *QUICK])
+                                    *QUICK, ("lm.probe_every", "2")])
     report = run_recipe(config)
     assert set(report["seconds"]) == set(STAGES)
     # Three LM steps leave recall at chance: the LM stage says so, and what to do.
@@ -83,6 +83,11 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert set(report["lm_scene_qa"]) == set(SCENE_QA_KINDS) and recorded["lm_scene_qa"] == report["lm_scene_qa"]
     assert "lm: questions about a scene told in words, the LM alone: colour " in printed
     assert "What the frozen LM works out about a scene told in words" in card.read_text()
+    # Asked for, the LM stage also probed recall along the way: every 2 steps and after the last, the last point
+    # being the LM it saved.
+    curve = report["lm_recall_curve"]
+    assert [point["step"] for point in curve] == [2, 3] and recorded["lm_recall_curve"] == curve
+    assert {k: v for k, v in curve[-1].items() if k not in ("step", "loss")} == report["lm_recall"]
 
 
 def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_first(
