@@ -457,7 +457,7 @@ def pretrain_lm(corpus: Iterable[str], tokenizer: PreTrainedTokenizerFast, out_d
 
     With a ``probe`` and ``settings.probe_every``, the LM is scored every that many steps and after the last (in
     eval mode, without gradients; training resumes unchanged) and ``out_dir/probe_curve.json`` holds
-    ``[{"step": s, **scores}, ...]``.
+    ``[{"step": s, "loss": l, **scores}, ...]`` (``loss``: the mean training loss of the last 20 steps).
     """
     bf16 = resolve_precision(settings.precision) == "bf16"
     torch.manual_seed(seed)
