@@ -343,7 +343,9 @@ def _facts(rng: np.random.Generator) -> str:
 # Proportions of the document types (see the module docstring).
 LM_DOC_TYPES: dict[str, tuple[float, Callable[[np.random.Generator], str]]] = {
     # scene_qa 0.30, captions 0.03, repeats 0.17 (runs/tw51, on a CPU without AMX where these weights' LM missed
-    # recall by key): recall 97% (17%), CIDEr +16-30, VQA level, scene QA no better; one run, not yet adopted.
+    # recall by key): recall 97% (17%), CIDEr +16-30, VQA level, scene QA no better. The whole recipe with them
+    # there (runs/tw58, their own tokenizer): recall 95%, but VQA 44-45% on 384 questions (49/48/47% with these
+    # weights) and CIDEr 230-243 (217-251): not adopted.
     # With half of scene_qa asking only "is there a ...?" (runs/tw52): exists still at the fixed-answer rate (43%).
     "scene_qa": (0.18, _scene_qa),
     "captions": (0.09, _captions),
