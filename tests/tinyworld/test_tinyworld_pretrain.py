@@ -196,15 +196,15 @@ def test_lm_stage_probes_along_the_way_without_changing_the_training(pairs_and_t
         seen.append((lm.training, torch.is_grad_enabled()))
         return {"first_weight": float(next(lm.parameters()).flatten()[0])}
 
-    def run(folder: str, probe_every: int, with_probe: bool) -> dict[str, torch.Tensor]:
+    def run(folder: str, probe_every: int) -> dict[str, torch.Tensor]:
         lm = LMSettings(width=16, layers=1, heads=2, sequence_length=16, batch_size=2, steps=5, warmup_steps=1,
                         precision="fp32", probe_every=probe_every)
-        pretrain_lm(corpus, tokenizer, tmp_path / folder, lm, progress=False, probe=probe if with_probe else None)
+        pretrain_lm(corpus, tokenizer, tmp_path / folder, lm, progress=False, probe=probe)
         return load_file(str(tmp_path / folder / "model.safetensors"))
 
-    plain = run("plain", 0, True)  # probe_every 0: the probe is never called
+    plain = run("plain", 0)  # probe_every 0: the probe is never called
     assert seen == [] and not (tmp_path / "plain" / PROBE_CURVE_FILE).exists()
-    probed = run("probed", 2, True)
+    probed = run("probed", 2)
     assert seen == [(False, False)] * 3  # steps 2, 4 and the last, in eval mode without gradients
     assert training_forwards == [True] * 10  # the probe makes no forward pass of its own
     curve = json.loads((tmp_path / "probed" / PROBE_CURVE_FILE).read_text())
