@@ -81,6 +81,7 @@ class VQAExample:
     answers: tuple[str, ...]
     image_id: str = ""
     answer_type: str = ""  # VQAv2's "yes/no", "number" or "other"; "" when the annotations do not say
+    question_type: str = ""  # VQAv2's question opening ("what color is the", "is there a"); "" when not given
 
     @property
     def media(self) -> MediaRef:
@@ -390,10 +391,12 @@ def load_vqa(
     Annotations file (``v2_mscoco_val2014_annotations.json``)::
 
         {"annotations": [{"question_id": 262148000, "image_id": 262148, "answer_type": "other",
+                          "question_type": "where is the",
                           "answers": [{"answer": "down", "answer_id": 1}, ... 10 answers ...]}, ...]}
 
-    ``answers`` may also be a list of plain strings; ``answer_type`` is optional (the evaluator then reports
-    accuracy per answer type, as the official VQAv2 evaluation does). Every question needs an annotation. The image of a
+    ``answers`` may also be a list of plain strings; ``answer_type`` and ``question_type`` are optional (when
+    every question has one, the evaluator reports accuracy per answer type and per question type, as the official
+    VQAv2 evaluation does). Every question needs an annotation. The image of a
     question is ``images / image_pattern.format(image_id=..., split=...)``, where ``split`` is ``image_split``
     or else the questions file's ``data_subtype``: the COCO convention by default, ``{image_id}.jpg`` for
     TextVQA/VizWiz files whose ``image_id`` is the file stem, ``{image_id}`` when it is the whole file name.
@@ -416,6 +419,7 @@ def load_vqa(
 
     answers_by_question: dict[str, tuple[str, ...]] = {}
     answer_types: dict[str, str] = {}
+    question_types: dict[str, str] = {}
     for index, entry in enumerate(annotation_list):
         where = f"annotations[{index}]"
         question_id = _field(entry, "question_id", annotations_path, where, (int, str))
@@ -436,6 +440,11 @@ def load_vqa(
             raise DataFormatError(f"{annotations_path}: field 'answer_type' of {where} must be a string such as "
                                   f"\"yes/no\", \"number\" or \"other\", got {answer_type!r}")
         answer_types[str(question_id)] = answer_type
+        question_type = entry.get("question_type", "")  # optional too: VQAv2's 65 question openings
+        if not isinstance(question_type, str):
+            raise DataFormatError(f"{annotations_path}: field 'question_type' of {where} must be a string such as "
+                                  f"\"what color is the\", got {question_type!r}")
+        question_types[str(question_id)] = question_type
 
     examples = []
     for index, entry in enumerate(question_list):
@@ -449,7 +458,7 @@ def load_vqa(
         name = _format_image_name(image_pattern, image_id, split, questions_path, where)
         file = _existing_file(root / name, questions_path, where)
         examples.append(VQAExample(question_id, file, question.strip(), answers_by_question[question_id],
-                                   str(image_id), answer_types[question_id]))
+                                   str(image_id), answer_types[question_id], question_types[question_id]))
     if not examples:
         raise DataFormatError(f"{questions_path}: field 'questions' is empty")
     return examples

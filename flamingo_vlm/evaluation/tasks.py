@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,9 +60,10 @@ from flamingo_vlm.evaluation.specs import (
 if TYPE_CHECKING:
     from flamingo_vlm.model.flamingo import Flamingo
 
-__all__ = ["DemoMode", "Evaluator", "RunOutput", "make_evaluator", "sample_frames"]
+__all__ = ["QUESTION_TYPE_METRIC", "DemoMode", "Evaluator", "RunOutput", "make_evaluator", "sample_frames"]
 
 DemoMode = Literal["random", "rices"]
+QUESTION_TYPE_METRIC = "question type: {}"  # VQA metric name of one question type's accuracy
 Progress = Callable[[int], None]
 
 
@@ -298,15 +300,19 @@ class VQAEvaluator(_OpenEnded):
         examples = [self.eval_set[q] for q in queries]
         protocol = self.spec.vqa_protocol
         score = vqa_score(outputs, [e.answers for e in examples], protocol=protocol)
-        # Accuracy per answer type, as the official VQAv2 evaluation reports it ("yes/no", "number", "other"):
-        # an average hides a model that answers yes/no questions at chance. Only when every query has a type.
-        by_type: dict[str, list[int]] = {}
-        if all(e.answer_type for e in examples):
+        # Accuracy per answer type ("yes/no", "number", "other") and per question type ("is there a", ...), as the
+        # official VQAv2 evaluation reports them: an average hides a model that answers one kind of question with
+        # one fixed answer. Each breakdown only when every query has its type.
+        metrics: dict[str, float] = {}
+        for name, type_of in (("{}", attrgetter("answer_type")), (QUESTION_TYPE_METRIC, attrgetter("question_type"))):
+            if not all(type_of(e) for e in examples):
+                continue
+            groups: dict[str, list[int]] = {}  # type -> positions in examples
             for position, example in enumerate(examples):
-                by_type.setdefault(example.answer_type, []).append(position)
-        metrics = {kind: vqa_score([outputs[i] for i in positions], [examples[i].answers for i in positions],
-                                   protocol=protocol)
-                   for kind, positions in sorted(by_type.items())}
+                groups.setdefault(type_of(example), []).append(position)
+            for kind, positions in sorted(groups.items()):
+                metrics[name.format(kind)] = vqa_score([outputs[i] for i in positions],
+                                                       [examples[i].answers for i in positions], protocol=protocol)
         return RunOutput(score, metrics, {"vqa_protocol": protocol}, outputs)
 
 

@@ -232,8 +232,10 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
             "beam 3, random demonstrations from a separate support split). The evaluation formats "
             "(`Question: ... Answer:`, `Output:`) and some question wordings never appear in training; the "
             "made-up words of `novel_words` are bound to shapes only by the prompt's examples. Under each "
-            "task's row, its other metrics: VQA accuracy per answer type (as the official VQAv2 evaluation "
-            "reports it; yes/no has a chance level of 50), captioning's BLEU-4 and ROUGE-L.",
+            "task's row, its other metrics: VQA accuracy per answer type and per question type (the world's "
+            "question kinds; as the official VQAv2 evaluation reports them; yes/no has a chance level of 50, and "
+            "each kind is a tenth or so of the queries, so one query moves its number by several points), "
+            "captioning's BLEU-4 and ROUGE-L.",
             "",
             table,
             "",

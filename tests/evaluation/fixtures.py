@@ -69,6 +69,7 @@ def write_caption_jsonl(root: Path, num_images: int = 6) -> Path:
 
 
 ANSWER_TYPES = ("other", "yes/no", "number")  # write_vqa's question q has type ANSWER_TYPES[q % 3]
+QUESTION_TYPES = ("what colour is the", "is there a")  # and question type QUESTION_TYPES[q % 2]
 
 
 def write_vqa(root: Path, num_questions: int = 8, num_images: int = 4, split: str = "val2014",
@@ -84,7 +85,7 @@ def write_vqa(root: Path, num_questions: int = 8, num_images: int = 4, split: st
         questions.append({"image_id": image_id, "question": f"what colour is the {WORDS[q % 8]}?",
                           "question_id": question_id})
         answers = [WORDS[q % 3]] * 6 + [WORDS[(q + 1) % 3]] * 4
-        annotations.append({"question_id": question_id, "image_id": image_id, "question_type": "what",
+        annotations.append({"question_id": question_id, "image_id": image_id, "question_type": QUESTION_TYPES[q % 2],
                             "answer_type": ANSWER_TYPES[q % 3], "multiple_choice_answer": answers[0],
                             "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": n + 1}
                                         for n, a in enumerate(answers)]})

@@ -70,17 +70,20 @@ def test_vqav2(tmp_path: Path) -> None:
     assert len(first.answers) == 10
     assert first.demo_answer == "red"  # the most frequent of the 10 answers
     assert [e.answer_type for e in examples] == [fx.ANSWER_TYPES[q % 3] for q in range(6)]
+    assert [e.question_type for e in examples] == [fx.QUESTION_TYPES[q % 2] for q in range(6)]
 
 
-def test_vqa_answer_type_is_optional_and_checked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("field", ["answer_type", "question_type"])
+def test_vqa_answer_and_question_types_are_optional_and_checked(tmp_path: Path, field: str) -> None:
     questions, annotations, images = fx.write_vqa(tmp_path)
     content = json.loads(annotations.read_text())
-    del content["annotations"][0]["answer_type"]
+    del content["annotations"][0][field]
     annotations.write_text(json.dumps(content))
-    assert data.load_vqa(questions, annotations, images)[0].answer_type == ""
-    content["annotations"][2]["answer_type"] = 3
+    loaded = data.load_vqa(questions, annotations, images)
+    assert getattr(loaded[0], field) == "" and getattr(loaded[1], field) != ""
+    content["annotations"][2][field] = 3
     annotations.write_text(json.dumps(content))
-    with pytest.raises(DataFormatError, match=r"field 'answer_type' of annotations\[2\] must be a string"):
+    with pytest.raises(DataFormatError, match=rf"field '{field}' of annotations\[2\] must be a string"):
         data.load_vqa(questions, annotations, images)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from flamingo_vlm.evaluation.specs import (
     hateful_memes_task,
 )
 from flamingo_vlm.evaluation.metrics import vqa_score
-from flamingo_vlm.evaluation.tasks import Evaluator, RunOutput, make_evaluator
+from flamingo_vlm.evaluation.tasks import QUESTION_TYPE_METRIC, Evaluator, RunOutput, make_evaluator
 from flamingo_vlm.model.generation import score_candidates
 from tests.evaluation import fixtures as fx
 
@@ -67,7 +68,8 @@ TASKS: dict[str, Callable[[Path], TaskSpec]] = {
 EXPECTED_METRIC = {"captioning": "CIDEr", "vqa": "VQA accuracy", "classification": "top-1 accuracy",
                    "hateful_memes": "ROC-AUC", "video_qa": "top-1 accuracy", "retrieval": "mean recall"}
 EXTRA_METRICS = {"captioning": {"BLEU-4", "ROUGE-L"}, "classification": {"top-5 accuracy"},
-                 "vqa": set(fx.ANSWER_TYPES),  # accuracy per VQAv2 answer type (the fixture has all three)
+                 # accuracy per VQAv2 answer type and question type (the fixture has every one of each)
+                 "vqa": set(fx.ANSWER_TYPES) | {QUESTION_TYPE_METRIC.format(t) for t in fx.QUESTION_TYPES},
                  "hateful_memes": {"accuracy"},
                  "retrieval": {f"{d} R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}}
 
@@ -336,34 +338,43 @@ def test_captioning_records_the_ptb_tokenizer_by_default(tiny_model: Flamingo, t
     assert entry["settings"]["caption_tokenizer"] == "ptb"
 
 
-def test_vqa_reports_accuracy_per_answer_type(tiny_model: Flamingo, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each answer type's number is the VQA accuracy of its own questions (so the types' question-weighted mean
-    is the headline score); a file with a question of no type gives no per-type numbers rather than wrong ones."""
+def test_vqa_reports_accuracy_per_answer_type_and_question_type(tiny_model: Flamingo, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer type's and each question type's number is the VQA accuracy of its own questions (so each
+    breakdown's question-weighted mean is the headline score), answer types first; a file where one question
+    lacks a type gives no numbers for that breakdown rather than wrong ones."""
     spec = _vqa(tmp_path)
     evaluator = make_evaluator(tiny_model, spec, batch_size=4)
     queries = list(range(len(evaluator.eval_set)))
-    truths = [evaluator.eval_set[q].demo_answer for q in queries]
+    examples = [evaluator.eval_set[q] for q in queries]
     # Right answers to the "other" questions only: "other" 100%, the two other types 0%.
-    answers = {q: truths[q] if evaluator.eval_set[q].answer_type == "other" else "wrong" for q in queries}
+    answers = {q: e.demo_answer if e.answer_type == "other" else "wrong" for q, e in zip(queries, examples)}
     monkeypatch.setattr(evaluator, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
     output = evaluator.run(queries, 0, seed=0)
-    counts = {kind: sum(evaluator.eval_set[q].answer_type == kind for q in queries) for kind in fx.ANSWER_TYPES}
-    assert set(output.metrics) == set(fx.ANSWER_TYPES) and min(counts.values()) > 0
+    question_metrics = [QUESTION_TYPE_METRIC.format(t) for t in sorted(fx.QUESTION_TYPES)]
+    assert list(output.metrics) == sorted(fx.ANSWER_TYPES) + question_metrics
     assert output.metrics["yes/no"] == output.metrics["number"] == 0.0
-    assert output.metrics["other"] == pytest.approx(vqa_score([truths[q] for q in queries
-                                                               if evaluator.eval_set[q].answer_type == "other"],
-                                                              [evaluator.eval_set[q].answers for q in queries
-                                                               if evaluator.eval_set[q].answer_type == "other"]))
-    weighted = sum(output.metrics[k] * n for k, n in counts.items()) / len(queries)
-    assert output.score == pytest.approx(weighted)
+    for name, type_of in (("{}", lambda e: e.answer_type), (QUESTION_TYPE_METRIC, lambda e: e.question_type)):
+        counts = Counter(type_of(e) for e in examples)
+        assert len(counts) > 1 and min(counts.values()) > 0
+        for kind in counts:
+            mine = [q for q, e in zip(queries, examples) if type_of(e) == kind]
+            assert output.metrics[name.format(kind)] == pytest.approx(
+                vqa_score([answers[q] for q in mine], [examples[q].answers for q in mine]))
+        weighted = sum(output.metrics[name.format(k)] * n for k, n in counts.items()) / len(queries)
+        assert output.score == pytest.approx(weighted)
+    # The question types split the "other" questions unevenly, so their numbers differ from each other.
+    assert len({output.metrics[m] for m in question_metrics}) == len(question_metrics)
 
-    content = json.loads(Path(spec.annotations).read_text())
-    del content["annotations"][0]["answer_type"]
-    Path(spec.annotations).write_text(json.dumps(content))
-    untyped = make_evaluator(tiny_model, spec, batch_size=4)
-    monkeypatch.setattr(untyped, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
-    assert untyped.run(queries, 0, seed=0).metrics == {}
+    for field, dropped in (("answer_type", set(fx.ANSWER_TYPES)), ("question_type", set(question_metrics))):
+        content = json.loads(Path(spec.annotations).read_text())
+        saved = content["annotations"][0].pop(field)
+        Path(spec.annotations).write_text(json.dumps(content))
+        untyped = make_evaluator(tiny_model, spec, batch_size=4)
+        monkeypatch.setattr(untyped, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
+        assert set(untyped.run(queries, 0, seed=0).metrics) == set(output.metrics) - dropped
+        content["annotations"][0][field] = saved
+        Path(spec.annotations).write_text(json.dumps(content))
 
 
 def test_top5_accuracy_only_with_more_than_five_classes(tiny_model: Flamingo, tmp_path: Path) -> None:

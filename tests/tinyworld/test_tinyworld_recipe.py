@@ -59,6 +59,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert model.generate(**inputs, max_new_tokens=3).shape[0] == 1
     card = Path(report["model"]) / CARD_NAME
     assert read_card_facts(card) == card_facts(model) and "| captioning |" in card.read_text()
+    assert "| vqa | question type: " in card.read_text()  # the world's question kinds, one row each
     assert "Whether the model reads its images" in card.read_text() and "shuffled across the batch" in card.read_text()
     assert "Whether the model copies from its context" in card.read_text()
     assert "the value right after its key" in card.read_text()
