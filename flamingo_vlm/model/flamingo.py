@@ -351,7 +351,7 @@ class Flamingo(nn.Module):
             if not self.vision.is_hf:
                 raise ValueError("A custom vision module cannot be saved self-contained; save it yourself and pass "
                                  "it again as from_pretrained(..., vision=module).")
-            with unfused(self._decoder_layers()):
+            with unfused(self.decoder_layers()):
                 _save_hf_model(self.lm, directory / "lm", dtype)
             self.tokenizer.save_pretrained(directory / "lm")
             _save_hf_model(self.vision.tower, directory / "vision", dtype)
@@ -420,7 +420,8 @@ class Flamingo(nn.Module):
                                  f"the model expects {tuple(expected[key].shape)}.")
         self.load_state_dict(stored, strict=False)
 
-    def _decoder_layers(self) -> nn.ModuleList:
+    def decoder_layers(self) -> nn.ModuleList:
+        """The LM's decoder layers, each wrapped with its cross-attention block (bottom to top)."""
         return find_decoder_layers(self.lm, self.decoder_layers_path)[1]
 
     def num_parameters(self) -> dict[str, int]:

@@ -31,6 +31,10 @@ what the frozen LM cannot work out from words, the cross-attention alone must wo
 :func:`position_keeping` asks where a lone object's place is lost: in the encoder's features, or in the
 resampler's latents (which the Perceiver pools without spatial embeddings, as in the paper)?
 
+:func:`existence_check` asks what "is there a ...?" needs beyond naming: the answer depends on the question and the
+image together, so the model must compare the shape asked about with the shape it sees. Linear probes of its state
+at the answer's position tell whether each half, and their match, is there.
+
 :func:`copy_binding` asks whether the images steer that copying: shown a few images each named by a made-up word,
 and then an exact copy of one of them, does the model answer with that image's word more often than picking
 among the prompt's words would? If not, the novel-word task cannot work at any number of shots.
@@ -56,7 +60,7 @@ from flamingo_vlm.tinyworld.datasets import EVAL_QA_FORMAT, fill_qa, reserved_ev
 from flamingo_vlm.tinyworld.geometry import position_is_clear, position_name
 from flamingo_vlm.tinyworld.language import caption, question
 from flamingo_vlm.tinyworld.render import render_scene
-from flamingo_vlm.tinyworld.scene import Colour, Shape, Size, sample_scene
+from flamingo_vlm.tinyworld.scene import Colour, Scene, Shape, Size, sample_scene
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -323,6 +327,95 @@ def question_binding(model: Flamingo, vqa_folder: str | Path, *, limit: int = 20
         results[name] = float((choice == target).float().mean())
     results["scenes"] = len(plan)
     return results
+
+
+EXISTENCE_CHECK_FORM = "Question: is there {shape}? Answer:"  # the evaluation's VQA format
+
+
+def existence_check_plan(images: int, seed: int = 0) -> tuple[list[Scene], list[Shape]]:
+    """``images`` fresh one-object scenes (deterministic by ``seed``) and the shape asked about in each: the
+    object's own half the time, otherwise any other shape with equal chance."""
+    rng = np.random.default_rng(seed)
+    shapes = list(Shape)
+    scenes, asked = [], []
+    for _ in range(images):
+        scene = sample_scene(rng, min_objects=1, max_objects=1)
+        own = shapes.index(scene.objects[0].shape)
+        other = (own + 1 + int(rng.integers(len(shapes) - 1))) % len(shapes)  # any shape but its own
+        scenes.append(scene)
+        asked.append(shapes[own] if rng.random() < 0.5 else shapes[other])
+    return scenes, asked
+
+
+@torch.no_grad()
+def existence_check(model: Flamingo, *, images: int = 1600, test_fraction: float = 0.25, seed: int = 0,
+                    batch_size: int = 64) -> dict[str, Any]:
+    """Whether the model compares the shape a question asks about with the shape in the image.
+
+    Renders ``images`` fresh one-object scenes (deterministic by ``seed``) and asks of each
+    ``<image>Question: is there a <shape>? Answer:``, the shape being the object's own half the time and another
+    one otherwise. Linear probes (:func:`_linear_probe`, trained on ``1 - test_fraction`` of the prompts and scored
+    on the rest) read from the model's state at the last token, after each decoder layer, the ``asked`` shape, the
+    ``seen`` shape and whether they ``match``. Returns ``layers`` (one dict of those three accuracies per layer,
+    bottom to top), ``answer`` (how often the model itself ranks the right one of " yes" and " no" first, on all
+    prompts), ``says_yes`` (how often it ranks " yes" first) and the chance levels. ``asked`` and ``seen`` high with
+    ``match`` near 0.5 mean both halves of the check reach the answer and nothing compares them.
+    """
+    if images < 20 or not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"existence_check needs images >= 20 and 0 < test_fraction < 1, got {images} and "
+                         f"{test_fraction}.")
+    shapes = list(Shape)
+    scenes, asked_shapes = existence_check_plan(images, seed)
+    pictures = [render_scene(scene) for scene in scenes]
+    asked = [shapes.index(shape) for shape in asked_shapes]
+    seen = [shapes.index(scene.objects[0].shape) for scene in scenes]
+    prompts = [model.config.media_token + EXISTENCE_CHECK_FORM.format(shape=_a(shape.value)) for shape in asked_shapes]
+    layers = model.decoder_layers()
+    states: list[list[torch.Tensor]] = [[] for _ in layers]  # per layer: (batch, H) states at the last token
+    current: dict[int, torch.Tensor] = {}
+
+    def keep(index: int) -> Any:
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            current[index] = (output[0] if isinstance(output, tuple) else output).detach()
+        return hook
+
+    tokenizer = model.processor.tokenizer
+    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("yes", "no"))
+    says_yes = []
+    model.eval()
+    handles = [layer.register_forward_hook(keep(index)) for index, layer in enumerate(layers)]
+    try:
+        for start in range(0, images, batch_size):
+            inputs = model.processor(prompts[start: start + batch_size],
+                                     images=[[p] for p in pictures[start: start + batch_size]], padding_side="left")
+            logits = model(**inputs).logits[:, -1].float()  # (b, V): left padding puts every prompt's end last
+            says_yes.append(logits[:, yes] > logits[:, no])
+            for index in range(len(layers)):
+                states[index].append(current[index][:, -1].float())
+    finally:
+        for handle in handles:
+            handle.remove()
+    targets = {"asked": (torch.tensor(asked), len(shapes)), "seen": (torch.tensor(seen), len(shapes)),
+               "match": ((torch.tensor(asked) == torch.tensor(seen)).long(), 2)}
+    split = int(images * (1 - test_fraction))
+    per_layer = []
+    for layer_states in states:
+        x = torch.cat(layer_states)
+        per_layer.append({name: float((_linear_probe(x[:split], y[:split], x[split:], classes) == y[split:])
+                                      .float().mean()) for name, (y, classes) in targets.items()})
+    said_yes = torch.cat(says_yes)
+    return {"layers": per_layer, "answer": float((said_yes == targets["match"][0].bool()).float().mean()),
+            "says_yes": float(said_yes.float().mean()), "chance": {"asked": 1 / len(shapes), "seen": 1 / len(shapes),
+                                                                  "match": 0.5}, "images": images}
+
+
+def existence_check_summary(results: dict[str, Any]) -> str:
+    """One line for a model card: ``after the top layer the asked shape 100%, the seen shape 84%, whether they
+    match 59% (chance 12%, 12%, 50%); its own answer right 47% (yes 23%); 1600 images``."""
+    top, chance = results["layers"][-1], results["chance"]
+    return (f"after the top layer the asked shape {top['asked']:.0%}, the seen shape {top['seen']:.0%}, whether they "
+            f"match {top['match']:.0%} (chance {chance['asked']:.0%}, {chance['seen']:.0%}, {chance['match']:.0%}); "
+            f"its own answer right {results['answer']:.0%} (yes {results['says_yes']:.0%}); {results['images']} images")
 
 
 def question_binding_summary(results: dict[str, float]) -> str:

@@ -34,6 +34,9 @@ from flamingo_vlm.tinyworld.probe import (
     position_keeping,
     probe_summary,
     probe_vision,
+    existence_check,
+    existence_check_plan,
+    existence_check_summary,
     question_binding,
     question_binding_plan,
     question_binding_summary,
@@ -580,3 +583,46 @@ def test_question_binding_tells_a_model_that_answers_only_in_caption_form(
     winner = min(shapes, key=lambda w: len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]))
     assert results["question"] == pytest.approx(sum(shape == winner for _, _, shape in plan) / len(plan))
     assert results["shuffled"] < 1.0
+
+
+def test_existence_check_plan_asks_about_the_own_shape_half_the_time_and_else_another() -> None:
+    scenes, asked = existence_check_plan(400, seed=5)
+    assert all(len(scene.objects) == 1 for scene in scenes)
+    same = [shape == scene.objects[0].shape for scene, shape in zip(scenes, asked)]
+    assert 0.42 < sum(same) / len(same) < 0.58
+    assert len({shape for shape, s in zip(asked, same) if not s}) == len(Shape)  # every other shape gets asked
+    again, asked_again = existence_check_plan(400, seed=5)
+    assert asked_again == asked and [s.objects for s in again] == [s.objects for s in scenes]
+    assert existence_check_plan(400, seed=6)[1] != asked
+
+
+def test_existence_check_reads_the_question_but_no_match_while_the_gates_are_closed(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(lm_dirs["llama"], clip_dir)  # fresh gates are 0: the states at the answer do not see the image
+    layers = model.decoder_layers()
+    results = existence_check(model, images=400, seed=1, batch_size=100)
+    assert len(results["layers"]) == len(layers) and results["images"] == 400
+    assert all(not layer._forward_hooks for layer in layers)  # the probe leaves no hook behind
+    top = results["layers"][-1]
+    assert top["asked"] > 0.9  # the asked shape is in the prompt's own words
+    assert top["match"] < 0.62  # measured 0.43-0.58 over three seeds: nothing about the image, so no match
+    assert "whether they match" in existence_check_summary(results)
+
+    # A model whose state at the answer holds "asked == seen" in one coordinate lets the probe read the match.
+    scenes, asked = existence_check_plan(400, seed=1)
+    match = torch.tensor([float(a == s.objects[0].shape) for s, a in zip(scenes, asked)])
+    calls = {"done": 0}
+    real_forward = layers[-1].forward
+
+    def forward_writing_the_match(*args: object, **kwargs: object) -> object:
+        output = real_forward(*args, **kwargs)
+        hidden = output[0] if isinstance(output, tuple) else output
+        batch = hidden.shape[0]
+        hidden = hidden.clone()
+        hidden[:, -1, 0] = 10 * match[calls["done"]: calls["done"] + batch]
+        calls["done"] += batch
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    monkeypatch.setattr(layers[-1], "forward", forward_writing_the_match)
+    told = existence_check(model, images=400, seed=1, batch_size=100)
+    assert told["layers"][-1]["match"] > 0.95 and told["layers"][0]["match"] < 0.62
