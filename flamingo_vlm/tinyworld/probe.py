@@ -380,7 +380,10 @@ def existence_check(model: Flamingo, *, images: int = 1600, test_fraction: float
         return hook
 
     tokenizer = model.processor.tokenizer
+    # The answer's first token decides which of the two the model ranks first (one token each in the tiny world).
     yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("yes", "no"))
+    if yes == no:
+        raise ValueError("existence_check needs ' yes' and ' no' to start with different tokens.")
     says_yes = []
     model.eval()
     handles = [layer.register_forward_hook(keep(index)) for index, layer in enumerate(layers)]
