@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from transformers import LlamaForCausalLM
+from transformers import CLIPTextModel, LlamaForCausalLM
 
 from flamingo_vlm.backbones.vision import VisionEncoder, load_vision_tower
 from flamingo_vlm.processing.images import ImageProcessor
@@ -149,6 +149,35 @@ def test_clip_stage_writes_a_vision_tower_flamingo_can_load(pairs_and_tokenizer,
     features = VisionEncoder(tower, image_size=processor.image_size)(torch.randn(2, 3, 32, 32))
     assert features.shape == (2, tokens, 16)  # resnet: 32px / 4 (stem) / 2 (stage 2) = 4x4 cells; vit: (32 / 8)^2 patches
     assert (out / "projections.safetensors").is_file() and (out / "text" / "config.json").is_file()
+
+
+def test_clip_text_tower_attends_eagerly_and_masks_as_the_sdpa_kernel_does(
+        pairs_and_tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage builds its text tower with eager attention (far faster backwards in bf16 on a CPU than the sdpa
+    kernel for short captions); it must mask the padding and the future exactly as the kernel does."""
+    pattern, tokenizer = pairs_and_tokenizer
+    settings = ClipSettings(image_size=32, resnet_widths=[8, 12, 16], text_width=16, text_layers=2, heads=2,
+                            projection_dim=8, batch_size=6, steps=2, warmup_steps=1)
+    implementations: list[str] = []
+
+    class RecordingTextModel(CLIPTextModel):
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            implementations.append(self.config._attn_implementation)
+
+    monkeypatch.setattr("flamingo_vlm.tinyworld.pretrain.CLIPTextModel", RecordingTextModel)
+    out = pretrain_clip(pattern, tokenizer, tmp_path / "clip", settings, progress=False)
+    assert implementations == ["eager"]
+    eager = CLIPTextModel.from_pretrained(out / "text", attn_implementation="eager")
+    sdpa = CLIPTextModel.from_pretrained(out / "text", attn_implementation="sdpa")
+    ids, mask = _caption_tensors(tokenizer, ["a red circle", "a small blue star on a green background"], 40)
+    assert mask.sum(1).tolist()[0] < mask.sum(1).tolist()[1] < 40  # both padded, by different amounts
+    with torch.no_grad():
+        ours = eager(input_ids=ids, attention_mask=mask)
+        kernel = sdpa(input_ids=ids, attention_mask=mask)
+    real = mask.bool()
+    torch.testing.assert_close(ours.last_hidden_state[real], kernel.last_hidden_state[real])
+    torch.testing.assert_close(ours.pooler_output, kernel.pooler_output)
 
 
 @pytest.mark.parametrize("asked, bf16_slower, autocast_on", [("bf16", True, True), ("fp32", False, False),
