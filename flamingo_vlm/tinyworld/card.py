@@ -119,6 +119,7 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                copy_binding: dict[str, float] | None = None, copy_binding_shots: int = 8,
                lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4,
                position_keeping: dict[str, float] | None = None,
+               motion_keeping: dict[str, float] | None = None,
                question_binding: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
@@ -169,6 +170,12 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         lines += ["Whether the model keeps where an object is (the grid cell of a lone object on fresh images; "
                   "linear probes trained on three quarters of them and scored on the rest; "
                   "`flamingo_vlm.tinyworld.probe.position_keeping`): " + keeping_summary(position_keeping) + ".", ""]
+    if motion_keeping:
+        from flamingo_vlm.tinyworld.probe import motion_summary
+
+        lines += ["Whether the model keeps which way an object moves (fresh 8-frame clips in which one object moves; "
+                  "linear probes trained on three quarters of them and scored on the rest; "
+                  "`flamingo_vlm.tinyworld.probe.motion_keeping`): " + motion_summary(motion_keeping) + ".", ""]
     if attribute_reading:
         from flamingo_vlm.tinyworld.probe import reading_summary
 

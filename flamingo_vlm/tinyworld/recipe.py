@@ -46,6 +46,8 @@ OPTIONAL_DATASETS = {"text": {"name": "text", "batch_size": 4, "max_tokens": 192
 LM_RECALL_EXPECTED = 0.5  # a described shape's name recalled less often than this: the LM stage warns (chance 25%)
 CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position probe (probe.position_keeping),
                              # times data_scale (at least 100)
+CARD_MOTION_CLIPS = 1000  # fresh clips of one moving object for the card's motion probe (probe.motion_keeping),
+                          # times data_scale (at least 100); about 30 s on a 2-core CPU
 
 
 @dataclass
@@ -254,6 +256,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
             image_reliance,
             in_context_copying,
             in_context_recall,
+            motion_keeping,
             position_keeping,
         )
 
@@ -266,12 +269,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         binding = _binding_if_enough_images(exported, paths)
         asked = _question_binding_if_enough_scenes(exported, paths)
         keeping = position_keeping(exported, images=max(100, round(CARD_POSITION_IMAGES * config.data_scale)))
+        motion = motion_keeping(exported, clips=max(100, round(CARD_MOTION_CLIPS * config.data_scale)))
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
                    vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
                    copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS, lm_recall=recall,
-                   lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping, question_binding=asked)
+                   lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping, motion_keeping=motion,
+                   question_binding=asked)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

@@ -28,6 +28,8 @@ from flamingo_vlm.tinyworld.probe import (
     in_context_copying,
     in_context_recall,
     keeping_summary,
+    motion_keeping,
+    motion_summary,
     lm_candidate_scores,
     lm_recall,
     lm_scene_qa,
@@ -524,6 +526,46 @@ def test_position_keeping_scores_what_the_latents_keep_not_what_the_encoder_has(
 def test_position_keeping_rejects_too_few_images(lm_dirs: dict[str, str], clip_dir: str) -> None:
     with pytest.raises(ValueError, match="images >= 20"):
         position_keeping(build(lm_dirs["llama"], clip_dir), images=10)
+
+
+
+def test_motion_keeping_scores_what_the_latents_keep_of_a_move(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    results = motion_keeping(model, clips=160, seed=3)
+    assert set(results) == {"encoder", "latents", "majority"}
+    assert "from the resampler's latents" in motion_summary(results) and "4 directions" in motion_summary(results)
+
+    # Latents that mark where the first and the last frame depart from their commonest colour (8 x 8 cells each)
+    # say where the object went ...
+    def ends_as_latents(pixel_values: torch.Tensor, frame_mask: object = None) -> torch.Tensor:
+        ends = pixel_values[:, [0, -1]]  # (N, 2, 3, H, W)
+        cells = torch.nn.functional.adaptive_avg_pool2d(ends.flatten(0, 1), 8).flatten(2)  # (2N, 3, 64)
+        departure = (cells - cells.median(-1, keepdim=True).values).abs().sum(1)  # (2N, 64)
+        return departure.reshape(len(pixel_values), 2 * 64, 1)
+
+    monkeypatch.setattr(model, "encode_media", ends_as_latents)
+    seeing = motion_keeping(model, clips=160, seed=3)
+    assert seeing["latents"] > seeing["majority"] + 0.3
+    assert seeing["encoder"] == pytest.approx(results["encoder"])
+
+    # ... latents of the frames in any order (their mean) say where it was, not which way it went ...
+    def mean_frame_as_latents(pixel_values: torch.Tensor, frame_mask: object = None) -> torch.Tensor:
+        return ends_as_latents(pixel_values.mean(1, keepdim=True).expand_as(pixel_values))
+
+    monkeypatch.setattr(model, "encode_media", mean_frame_as_latents)
+    pooled = motion_keeping(model, clips=160, seed=3)
+    assert pooled["latents"] < seeing["latents"] - 0.2
+
+    # ... and latents that ignore the clip keep nothing: no better than naming the commonest direction.
+    monkeypatch.setattr(model, "encode_media", lambda pixel_values, frame_mask=None: torch.ones(len(pixel_values), 4, 8))
+    blind = motion_keeping(model, clips=160, seed=3)
+    assert blind["latents"] <= blind["majority"] + 1e-6
+
+
+def test_motion_keeping_rejects_too_few_clips(lm_dirs: dict[str, str], clip_dir: str) -> None:
+    with pytest.raises(ValueError, match="clips >= 20"):
+        motion_keeping(build(lm_dirs["llama"], clip_dir), clips=10)
 
 
 @pytest.fixture(scope="module")
