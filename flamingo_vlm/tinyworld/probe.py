@@ -64,6 +64,7 @@ from flamingo_vlm.tinyworld.geometry import position_is_clear, position_name
 from flamingo_vlm.tinyworld.language import caption, question
 from flamingo_vlm.tinyworld.render import render_scene
 from flamingo_vlm.tinyworld.scene import Colour, Scene, Shape, Size, sample_scene
+from flamingo_vlm.tinyworld.video import EventKind, render_clip, sample_clip
 
 ATTRIBUTES = ("colour", "shape", "horizontal third")
 
@@ -221,8 +222,6 @@ def motion_keeping(model: Flamingo, *, clips: int = 1600, test_fraction: float =
     far above it: the resampler pools the frames into one summary and the order of events is lost (its only
     sign of time is the learned temporal embedding added to each frame's features).
     """
-    from flamingo_vlm.tinyworld.video import DEFAULT_FRAMES, EventKind, render_clip, sample_clip
-
     if clips < 20 or not 0.0 < test_fraction < 1.0:
         raise ValueError(f"motion_keeping needs clips >= 20 and 0 < test_fraction < 1, got {clips} and "
                          f"{test_fraction}.")
@@ -238,7 +237,7 @@ def motion_keeping(model: Flamingo, *, clips: int = 1600, test_fraction: float =
     preprocess = model.processor.image_processor.preprocess_media
     for start in range(0, clips, 64):
         pixels = torch.stack([preprocess(frames) for frames in videos[start: start + 64]])  # (n, F, 3, H, W)
-        ends = pixels[:, [0, DEFAULT_FRAMES - 1]]  # (n, 2, 3, H, W): the first and the last frame
+        ends = pixels[:, [0, -1]]  # (n, 2, 3, H, W): the first and the last frame
         encoder.append(model.vision(ends.flatten(0, 1).to(vision_dtype)).float().reshape(len(ends), -1))  # (n, 2*P*Dv)
         latents.append(model.encode_media(pixels).float().flatten(1))  # (n, L*D)
     split = int(clips * (1 - test_fraction))

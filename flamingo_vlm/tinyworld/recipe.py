@@ -47,7 +47,7 @@ LM_RECALL_EXPECTED = 0.5  # a described shape's name recalled less often than th
 CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position probe (probe.position_keeping),
                              # times data_scale (at least 100)
 CARD_MOTION_CLIPS = 1000  # fresh clips of one moving object for the card's motion probe (probe.motion_keeping),
-                          # times data_scale (at least 100); about 30 s on a 2-core CPU
+                          # times data_scale (at least 100); about 35 s on a 2-core CPU
 
 
 @dataclass
