@@ -117,6 +117,7 @@ class VideoQAExample:
     frames: tuple[Path, ...]
     question: str
     answers: tuple[str, ...]
+    question_type: str = ""  # e.g. "move", "colour"; "" when the annotations do not say
 
     @property
     def media(self) -> MediaRef:
@@ -578,11 +579,14 @@ def load_video_qa(annotations: str | os.PathLike, videos: str | os.PathLike | No
     """Video questions from a JSON list (or ``{"questions": [...]}``)::
 
         [{"id": "q1", "video": "frames/video7010", "question": "what is a man doing?", "answer": "dance"},
-         {"id": "q2", "frames": ["v2/0001.jpg", "v2/0002.jpg"], "question": "...", "answers": ["cut", "slice"]}]
+         {"id": "q2", "frames": ["v2/0001.jpg", "v2/0002.jpg"], "question": "...", "answers": ["cut", "slice"],
+          "question_type": "what"}]
 
     ``video`` is a folder of frame images, read in natural name order (``f2`` before ``f10``); ``frames``
     (or ``video`` given as a list) is an explicit list of frame files. Paths are relative to ``videos``
     (default: the JSON file's folder). ``answers`` lists every accepted answer; ``id`` defaults to the index.
+    ``question_type`` (optional, a string) groups the questions: the evaluation then also reports the accuracy
+    of each type, as MSRVTT-QA and MSVD-QA results are reported per question word.
 
     Raises:
         DataFormatError: malformed JSON, missing fields (file, field, entry index), an empty or missing frames
@@ -611,7 +615,12 @@ def load_video_qa(annotations: str | os.PathLike, videos: str | os.PathLike | No
         question = _field(entry, "question", path, where, str)
         key = "answers" if "answers" in entry else "answer"
         answers = _string_list(_field(entry, ("answers", "answer"), path, where, (str, list)), path, where, key)
-        examples.append(VideoQAExample(str(entry.get("id", index)), tuple(frames), question.strip(), answers))
+        question_type = entry.get("question_type", "")
+        if not isinstance(question_type, str):
+            raise DataFormatError(f"{path}: field 'question_type' of {where} must be a string (e.g. \"what\"), got "
+                                  f"{type(question_type).__name__}")
+        examples.append(VideoQAExample(str(entry.get("id", index)), tuple(frames), question.strip(), answers,
+                                       question_type))
     if not examples:
         raise DataFormatError(f"{path}: holds no questions")
     return examples

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["QUESTION_TYPE_METRIC", "DemoMode", "Evaluator", "RunOutput", "make_evaluator", "sample_frames"]
 
 DemoMode = Literal["random", "rices"]
-QUESTION_TYPE_METRIC = "question type: {}"  # VQA metric name of one question type's accuracy
+QUESTION_TYPE_METRIC = "question type: {}"  # VQA / video QA metric name of one question type's accuracy
 Progress = Callable[[int], None]
 
 
@@ -334,8 +334,19 @@ class VideoQAEvaluator(_OpenEnded):
         return {"question": example.question, "answer": example.demo_answer}
 
     def _finish(self, queries: Sequence[int], outputs: list[str]) -> RunOutput:
-        accuracy = exact_match_accuracy(outputs, [list(self.eval_set[q].answers) for q in queries])
-        return RunOutput(100.0 * accuracy, {}, {}, outputs)
+        examples = [self.eval_set[q] for q in queries]
+        accuracy = exact_match_accuracy(outputs, [list(e.answers) for e in examples])
+        # Accuracy per question type too, when every query has one: a model that answers one kind with a fixed
+        # guess (every "which way?" with "right") hides in the average.
+        metrics: dict[str, float] = {}
+        if all(e.question_type for e in examples):
+            groups: dict[str, list[int]] = {}  # type -> positions in examples
+            for position, example in enumerate(examples):
+                groups.setdefault(example.question_type, []).append(position)
+            for kind, positions in sorted(groups.items()):
+                metrics[QUESTION_TYPE_METRIC.format(kind)] = 100.0 * exact_match_accuracy(
+                    [outputs[i] for i in positions], [list(examples[i].answers) for i in positions])
+        return RunOutput(100.0 * accuracy, metrics, {}, outputs)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "max_frames": self.spec.max_frames or self.model.processor.max_frames}

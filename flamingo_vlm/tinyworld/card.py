@@ -242,7 +242,9 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
             "task's row, its other metrics: VQA accuracy per answer type and per question type (the world's "
             "question kinds; as the official VQAv2 evaluation reports them; yes/no has a chance level of 50, and "
             "each kind is a tenth or so of the queries, so one query moves its number by several points), "
-            "captioning's BLEU-4 and ROUGE-L.",
+            "video QA accuracy per question type (which way an object moves, its new colour, what appears, what "
+            "disappears; a quarter of the queries each; four directions give 25% by chance), captioning's BLEU-4 "
+            "and ROUGE-L.",
             "",
             table,
             "",

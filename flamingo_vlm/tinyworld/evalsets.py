@@ -13,7 +13,8 @@ Layout under ``out_dir`` (``{split}`` is ``eval`` or ``support``; see also the R
   image: 2 in held-out wordings), ``coco/{split}/images/{id}.png``;
 * ``vqa/{split}/questions.json`` and ``annotations.json`` (VQAv2; 10 identical answers per question),
   ``vqa/{split}/images/{image_id}.png``;
-* ``video_qa/{split}/video_qa.json`` ([{id, frames: 8 paths relative to the JSON's folder, question, answer}]),
+* ``video_qa/{split}/video_qa.json`` ([{id, frames: 8 paths relative to the JSON's folder, question, answer,
+  question_type}]),
   ``video_qa/{split}/clips/{id}/frame000.png`` ...;
 * ``novel_words/{split}/novel_words.jsonl`` ({"id": int, "image": path relative to the JSONL's folder, "label": word}),
   ``novel_words_classes.json`` (the K words), ``images/``: K made-up words (from the reserved pool that no
@@ -353,7 +354,8 @@ def _build_video_qa(root: Path, stream: int, seed: int, n: int, first_id: int, s
         for t, frame in enumerate(render_clip(clip, size)):
             (folder / f"frame{t:03d}.png").write_bytes(png_bytes(frame))
             frames.append(f"clips/{clip_id}/frame{t:03d}.png")
-        entries.append({"id": clip_id, "frames": frames, "question": qa.question, "answer": qa.answer})
+        entries.append({"id": clip_id, "frames": frames, "question": qa.question, "answer": qa.answer,
+                        "question_type": kind.removeprefix("clip_")})  # move, colour, appear, disappear
         records.append({"id": clip_id, **_qa_record(qa), "clip": clip_to_dict(clip)})
         bar.update()
     _write_json(root / "video_qa.json", entries)

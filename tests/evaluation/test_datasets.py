@@ -132,6 +132,20 @@ def test_video_qa_frames_in_natural_order(tmp_path: Path) -> None:
     assert examples[2].answers == ("green", "something")
 
 
+
+def test_video_qa_question_type_is_optional_and_checked(tmp_path: Path) -> None:
+    path = fx.write_video_qa(tmp_path, num_videos=3)
+    assert [e.question_type for e in data.load_video_qa(path)] == ["", "", ""]
+    entries = json.loads(path.read_text())
+    for index, entry in enumerate(entries):
+        entry["question_type"] = "what" if index else "which"
+    path.write_text(json.dumps(entries))
+    assert [e.question_type for e in data.load_video_qa(path)] == ["which", "what", "what"]
+    entries[1]["question_type"] = 3
+    path.write_text(json.dumps(entries))
+    with pytest.raises(DataFormatError, match="field 'question_type' of entry 1 must be a string"):
+        data.load_video_qa(path)
+
 # --------------------------------------------------------------------------------------------------
 # Malformed files: errors name the file, the field and the entry
 # --------------------------------------------------------------------------------------------------

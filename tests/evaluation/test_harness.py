@@ -377,6 +377,34 @@ def test_vqa_reports_accuracy_per_answer_type_and_question_type(tiny_model: Flam
         Path(spec.annotations).write_text(json.dumps(content))
 
 
+
+def test_video_qa_reports_accuracy_per_question_type(tiny_model: Flamingo, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each question type's number is the exact-match accuracy of its own questions (their question-weighted mean is
+    the headline score); a file where one question lacks a type gives no per-type numbers rather than wrong ones."""
+    path = fx.write_video_qa(tmp_path, num_videos=6)
+    entries = json.loads(path.read_text())
+    types = ["move", "move", "colour", "colour", "colour", "appear"]
+    for entry, kind in zip(entries, types, strict=True):
+        entry["question_type"] = kind
+    path.write_text(json.dumps(entries))
+    evaluator = make_evaluator(tiny_model, VideoQATask(annotations=path), batch_size=4)
+    queries = list(range(len(evaluator.eval_set)))
+    # Right on the first "move" and on every "colour" question, wrong elsewhere.
+    right = {0, 2, 3, 4}
+    answers = {q: evaluator.eval_set[q].answers[0] if q in right else "wrong" for q in queries}
+    monkeypatch.setattr(evaluator, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
+    output = evaluator.run(queries, 0, seed=0)
+    assert output.metrics == {QUESTION_TYPE_METRIC.format("appear"): 0.0, QUESTION_TYPE_METRIC.format("colour"): 100.0,
+                              QUESTION_TYPE_METRIC.format("move"): 50.0}
+    assert output.score == pytest.approx(100.0 * len(right) / len(queries))
+
+    del entries[5]["question_type"]
+    path.write_text(json.dumps(entries))
+    untyped = make_evaluator(tiny_model, VideoQATask(annotations=path), batch_size=4)
+    monkeypatch.setattr(untyped, "_run_batch", lambda batch, shots, seed: [answers[q] for q in batch])
+    assert untyped.run(queries, 0, seed=0).metrics == {}
+
 def test_top5_accuracy_only_with_more_than_five_classes(tiny_model: Flamingo, tmp_path: Path) -> None:
     """Of five classes every label is in the top five: a top-5 figure would say 100% about nothing."""
     path, names = fx.write_classification(tmp_path)

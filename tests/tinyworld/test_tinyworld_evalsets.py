@@ -159,13 +159,14 @@ def test_video_qa_format_and_answers_recomputed(built) -> None:
         assert isinstance(entries, list) and entries
         kinds = Counter()
         for e in entries:
-            assert set(e) == {"id", "frames", "question", "answer"}
+            assert set(e) == {"id", "frames", "question", "answer", "question_type"}
             assert len(e["frames"]) == 8
             base = Path(p["video_qa"]).parent
             assert all((base / f).is_file() for f in e["frames"])
             rec = records[e["id"]]
             assert recompute_answer(rec) == e["answer"]
             kinds[rec["kind"]] += 1
+            assert "clip_" + e["question_type"] == rec["kind"]  # the harness reports accuracy per question type
             clip = clip_from_dict(rec["clip"])
             first, last = render_clip(clip, 32)[0], render_clip(clip, 32)[-1]
             assert png_bytes(first) == (base / e["frames"][0]).read_bytes()

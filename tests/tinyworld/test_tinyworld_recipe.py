@@ -60,6 +60,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     card = Path(report["model"]) / CARD_NAME
     assert read_card_facts(card) == card_facts(model) and "| captioning |" in card.read_text()
     assert "| vqa | question type: " in card.read_text()  # the world's question kinds, one row each
+    assert "| video_qa | question type: move |" in card.read_text()  # and the video questions' kinds
     assert "Whether the model reads its images" in card.read_text() and "shuffled across the batch" in card.read_text()
     assert "Whether the model copies from its context" in card.read_text()
     assert "the value right after its key" in card.read_text()
