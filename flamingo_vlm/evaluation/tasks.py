@@ -277,6 +277,18 @@ class CaptioningEvaluator(_OpenEnded):
                          {"caption_tokenizer": scores["tokenizer"]}, outputs)
 
 
+def scores_per_type(examples: Sequence[Any], type_of: Callable[[Any], str], name: str,
+                    score_of: Callable[[list[int]], float]) -> dict[str, float]:
+    """``{name.format(type): score_of(positions of that type's examples)}``, types in sorted order; empty unless every
+    example has a type (a breakdown with some queries left out would be wrong rather than partial)."""
+    if not all(type_of(e) for e in examples):
+        return {}
+    groups: dict[str, list[int]] = {}  # type -> positions in examples
+    for position, example in enumerate(examples):
+        groups.setdefault(type_of(example), []).append(position)
+    return {name.format(kind): score_of(positions) for kind, positions in sorted(groups.items())}
+
+
 class VQAEvaluator(_OpenEnded):
     spec: VQATask
 
@@ -303,16 +315,12 @@ class VQAEvaluator(_OpenEnded):
         # Accuracy per answer type ("yes/no", "number", "other") and per question type ("is there a", ...), as the
         # official VQAv2 evaluation reports them: an average hides a model that answers one kind of question with
         # one fixed answer. Each breakdown only when every query has its type.
-        metrics: dict[str, float] = {}
-        for name, type_of in (("{}", attrgetter("answer_type")), (QUESTION_TYPE_METRIC, attrgetter("question_type"))):
-            if not all(type_of(e) for e in examples):
-                continue
-            groups: dict[str, list[int]] = {}  # type -> positions in examples
-            for position, example in enumerate(examples):
-                groups.setdefault(type_of(example), []).append(position)
-            for kind, positions in sorted(groups.items()):
-                metrics[name.format(kind)] = vqa_score([outputs[i] for i in positions],
-                                                       [examples[i].answers for i in positions], protocol=protocol)
+        def score_of(positions: list[int]) -> float:
+            return vqa_score([outputs[i] for i in positions], [examples[i].answers for i in positions],
+                             protocol=protocol)
+
+        metrics = {**scores_per_type(examples, attrgetter("answer_type"), "{}", score_of),
+                   **scores_per_type(examples, attrgetter("question_type"), QUESTION_TYPE_METRIC, score_of)}
         return RunOutput(score, metrics, {"vqa_protocol": protocol}, outputs)
 
 
@@ -338,14 +346,8 @@ class VideoQAEvaluator(_OpenEnded):
         accuracy = exact_match_accuracy(outputs, [list(e.answers) for e in examples])
         # Accuracy per question type too, when every query has one: a model that answers one kind with a fixed
         # guess (every "which way?" with "right") hides in the average.
-        metrics: dict[str, float] = {}
-        if all(e.question_type for e in examples):
-            groups: dict[str, list[int]] = {}  # type -> positions in examples
-            for position, example in enumerate(examples):
-                groups.setdefault(example.question_type, []).append(position)
-            for kind, positions in sorted(groups.items()):
-                metrics[QUESTION_TYPE_METRIC.format(kind)] = 100.0 * exact_match_accuracy(
-                    [outputs[i] for i in positions], [list(examples[i].answers) for i in positions])
+        metrics = scores_per_type(examples, attrgetter("question_type"), QUESTION_TYPE_METRIC, lambda positions: (
+            100.0 * exact_match_accuracy([outputs[i] for i in positions], [list(examples[i].answers) for i in positions])))
         return RunOutput(100.0 * accuracy, metrics, {}, outputs)
 
     def settings(self) -> dict[str, Any]:
