@@ -49,7 +49,7 @@ class SpatialEmbedding(nn.Module):
     know where a feature was only as far as the feature itself says so (a ViT's position embeddings say it; so
     does a CNN's zero padding: a fresh resampler names a lone object's grid cell from the tiny-world CNN's
     features 88% of the time without them, 94% with them). ``FlamingoConfig.spatial_positions`` turns them on; in
-    the tiny world they did not teach the model where objects are and cost it VQA (see its model card), so the
+    the tiny world they did not teach the model where objects are and cost it VQA (docs/tiny-world.md), so the
     recipe leaves them off.
     """
 

@@ -64,7 +64,7 @@ def _steps_and_lr(stage: dict[str, Any]) -> str:
 
 def _lm_stage_line(lm: dict[str, Any]) -> str:
     """Step 4 of the card's "how it was made": the LM's size and training; its steps matter most (recall appears
-    suddenly, after a number of steps that moves with the corpus: the card's notes)."""
+    suddenly, after a number of steps that moves with the corpus: docs/tiny-world.md)."""
     size = (f" ({lm['layers']} layers, width {lm['width']})" if "layers" in lm and "width" in lm else "")
     return (f"4. a small Llama{size} trained on the world's text, full of in-context structure{_steps_and_lr(lm)}, "
             "frozen;")

@@ -92,7 +92,7 @@ class ClipSettings:
     spatial_negatives: int = doc(
         "Extra negative captions per image that say where things are: its own caption with one position or relation "
         "phrase mirrored ('in the top left' -> 'in the bottom left', 'left of' -> 'right of'), so that the pooled "
-        "output must say where objects are. In the tiny world one such copy barely did (the model card), and the "
+        "output must say where objects are. In the tiny world one such copy barely did (docs/tiny-world.md), and the "
         "resampler can read where an object is from the CNN's patch features without them.", 0)
     colourless_fraction: float = doc(
         "Share of each batch shown in gray, each against its caption with every colour word taken out (and that "
