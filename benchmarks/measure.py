@@ -84,11 +84,24 @@ def inverse_summary(seconds: dict[str, Any], amount: float) -> dict[str, Any]:
             "n": seconds["n"]}
 
 
-def matmul_peak(dtype_name: str, size: int = 2048, reps: int = 6) -> dict[str, Any]:
-    """FLOP/s of one large square ``torch.matmul`` in ``dtype_name`` (the best of ``reps``): the MFU denominator."""
+def matmul_peak(dtype_name: str, size: int = 2048, reps: int = 6, max_call_seconds: float = 1.0) -> dict[str, Any]:
+    """FLOP/s of one large square ``torch.matmul`` in ``dtype_name`` (the best of ``reps``): the MFU denominator.
+
+    Where one call of ``size`` would take longer than ``max_call_seconds`` (bf16 on a CPU that emulates it: a
+    2048-square call took 58 s on an AVX2-only AMD EPYC, so the peak alone took 7 minutes), the largest square
+    halving of ``size`` that fits is timed instead, judged from a 256-square probe; ``size`` in the result says which.
+    """
     import torch
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    probe = min(size, 256)
+    a = torch.randn(probe, probe).to(dtype)
+    torch.matmul(a, a)
+    start = time.perf_counter()
+    torch.matmul(a, a)
+    probe_rate = 2 * probe**3 / max(time.perf_counter() - start, 1e-9)
+    while size > probe and 2 * size**3 / probe_rate > max_call_seconds:
+        size //= 2
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
     torch.matmul(a, b)

@@ -70,7 +70,8 @@ def _pairwise(ours: list[float], theirs: list[float]) -> dict[str, Any]:
     return summary(ratios) | {"of_medians": statistics.median(theirs) / statistics.median(ours)}
 
 
-def _peaks(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def matmul_peaks(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The best matmul FLOP/s each interpreter (``ours`` / ``peers``) measured, by dtype, from the peak entries."""
     peaks: dict[str, dict[str, float]] = {}
     for entry in results:
         if entry["task"]["kind"] == "peak" and entry.get("ok"):
@@ -82,10 +83,10 @@ def _peaks(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def build_report(suite: Suite, impls: list[str], results: list[dict[str, Any]], manifest: dict[str, Any],
                  machine: dict[str, Any], started: dt.datetime, finished: dt.datetime,
-                 peer_python: str | None) -> dict[str, Any]:
+                 peer_python: str | None, skipped: list[dict[str, str]] | None = None) -> dict[str, Any]:
     s = suite.to_dict()
     vocab = manifest["vocab"]
-    peaks = _peaks(results)
+    peaks = matmul_peaks(results)
     envs = {}
     for entry in results:
         if entry.get("env"):
@@ -164,6 +165,7 @@ def build_report(suite: Suite, impls: list[str], results: list[dict[str, Any]], 
         "measurements": measurements,
         "ratios": ratios,
         "failures": [{"impl": e["impl"], "key": e["key"], "error": e.get("error")} for e in results if not e.get("ok")],
+        "skipped": list(skipped or []),  # measurements not run on this machine, each with its reason
         "raw": [{k: v for k, v in e.items() if k != "env"} for e in results],
     }
     foreign = [e.get("foreign_cpu_fraction") for e in results if e.get("foreign_cpu_fraction") is not None]
@@ -183,11 +185,14 @@ def _targets(suite: Suite, report: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, required: str, reached: Any, met: bool | None) -> None:
         targets.append({"target": name, "required": required, "reached": reached, "met": met})
 
+    skipped = {entry["key"] for entry in report.get("skipped", [])}
     for precision in suite.train_precisions:
         pair = ratios.get(f"train/{precision}", {}).get("openflamingo")
+        reached = None if pair is None else round(pair["speedup"]["median"], 2)
+        if f"train/{precision}" in skipped:
+            reached = "skipped: no native bf16 on this CPU"
         add(f"training step tokens/s vs OpenFlamingo ({precision}, {suite.images_per_seq} images/seq)", ">= 1.5x",
-            None if pair is None else round(pair["speedup"]["median"], 2),
-            None if pair is None else pair["speedup"]["median"] >= 1.5)
+            reached, None if pair is None else pair["speedup"]["median"] >= 1.5)
     most = max(suite.shots)
     for beams in suite.beams:
         pair = ratios.get(f"generate/shots={most}/beams={beams}", {}).get("openflamingo")
@@ -254,9 +259,23 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores"
               + (f", {m['memory_gb']:.0f} GB RAM" if m.get("memory_gb") else "") + f". {versions}.", ""]
     peaks = report["matmul_peak_flops_per_s"]
-    lines += ["Matmul peak (2048^3, best of 6): " + "; ".join(
-        f"{'ours' if side == 'ours' else 'peer env'} fp32 {v.get('fp32', 0) / 1e9:.0f} GFLOP/s, bf16 "
-        f"{v.get('bf16', 0) / 1e9:.0f} GFLOP/s" for side, v in peaks.items()) + ".", ""]
+    squares: dict[tuple[str, str], set[int]] = {}  # the sides of the squares timed (smaller where a call is slow)
+    for entry in report.get("raw", []):
+        if entry["task"]["kind"] == "peak" and entry.get("ok"):
+            for dtype, value in entry["matmul_peak"].items():
+                squares.setdefault((entry["interpreter"], dtype), set()).add(value["size"])
+
+    def peak(side: str, dtype: str) -> str:
+        flops = peaks[side].get(dtype, 0) / 1e9
+        sides = "/".join(str(n) for n in sorted(squares.get((side, dtype), ())))
+        rate = f"{flops:.0f}" if flops >= 10 else f"{flops:.1f}"
+        return f"{dtype} {rate} GFLOP/s" + (f" ({sides}-square)" if sides else "")
+
+    lines += ["Matmul peak (best of 6 square matmuls): " + "; ".join(
+        f"{'ours' if side == 'ours' else 'peer env'} {peak(side, 'fp32')}, {peak(side, 'bf16')}" for side in peaks)
+        + ".", ""]
+    for entry in report.get("skipped", []):
+        lines += [f"Skipped {entry['key']}: {entry['reason']}.", ""]
     if report.get("foreign_cpu_max") is not None:
         lines += [f"Other processes used at most {report['foreign_cpu_max']:.0%} of the machine during any worker"
                   + (" (**the machine was shared: treat the numbers with care**)." if report["foreign_cpu_max"] > 0.1
@@ -477,11 +496,13 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     if report["failures"]:
         problems.append(f"failed measurements: {report['failures']}")
     suite = Suite.from_dict(report["suite"])
+    skipped = {entry["key"] for entry in report.get("skipped", [])}
     for impl in report["implementations"]:
         if not report["torch_versions"].get(impl):
             problems.append(f"no torch version recorded for {impl}")
         for task in tasks_for(suite):
-            if task["kind"] in SUPPORTED[impl] and impl not in report["measurements"].get(task_key(task), {}):
+            if (task["kind"] in SUPPORTED[impl] and task_key(task) not in skipped
+                    and impl not in report["measurements"].get(task_key(task), {})):
                 problems.append(f"measurement {task_key(task)} missing for {impl}")
     for side, peaks in report["matmul_peak_flops_per_s"].items():
         for dtype in ("fp32", "bf16"):
@@ -524,7 +545,7 @@ def rebuild(saved: dict[str, Any]) -> dict[str, Any]:
     return build_report(Suite.from_dict(saved["suite"]), saved["implementations"], raw,
                         {"vocab": saved["matched_config"]["vocab_size"]}, saved["machine"],
                         dt.datetime.fromisoformat(saved["started_utc"]), dt.datetime.fromisoformat(saved["finished_utc"]),
-                        saved.get("peer_python"))
+                        saved.get("peer_python"), skipped=saved.get("skipped"))
 
 
 def main(argv: list[str] | None = None) -> int:

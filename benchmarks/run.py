@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suites import MEMORY_KINDS, SUPPORTED, Suite, get_suite, task_key, tasks_for
+from benchmarks.suites import MEMORY_KINDS, SUPPORTED, Suite, get_suite, split_slow_bf16, task_key, tasks_for
 from flamingo_vlm.training.contention import machine_busy_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,8 +116,9 @@ def run_worker(python: str, impl: str, suite: Suite, assets: Path, tasks: list[d
 
 def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Path, work: Path,
             threads: int | None, timeout: float, only: str | None, log: Any, max_other_load: float = 0.1,
-            retries: int = 2) -> list[dict[str, Any]]:
-    """Every measurement of the suite for every implementation; returns the workers' raw entries."""
+            retries: int = 2, slow_bf16: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Every measurement of the suite for every implementation; returns the workers' raw entries and the
+    measurements skipped (``{"key", "reason"}``: bf16 training on a CPU without native bf16, unless ``slow_bf16``)."""
     pythons = {impl: sys.executable if impl == "ours" else peer_python for impl in impls}
     # The matmul peak is measured once per interpreter (ours / the peers' shared one), at the start and the end.
     peak_impl = {"ours" if impl == "ours" else "peers": impl for impl in reversed(impls)}
@@ -139,11 +140,16 @@ def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Pat
         for impl in impls:
             peak = [{"kind": "peak"}] if peak_impl.get("ours" if impl == "ours" else "peers") == impl else []
             collect(impl, peak + [t for t in tasks if t["kind"] in SUPPORTED[impl]], 0)
-        return results
+        return results, []
 
     log("matmul peak (start)")
     for impl in peak_impl.values():
         collect(impl, [{"kind": "peak"}], None)
+    from benchmarks.report import matmul_peaks
+
+    tasks, skipped = split_slow_bf16(tasks, matmul_peaks(results), keep=slow_bf16)
+    for entry in skipped:
+        log(f"skipping {entry['key']}: {entry['reason']}")
     for round_index in range(suite.rounds):
         log(f"round {round_index + 1}/{suite.rounds}")
         for index, task in enumerate(tasks):
@@ -168,7 +174,7 @@ def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Pat
     log("matmul peak (end)")
     for impl in peak_impl.values():
         collect(impl, [{"kind": "peak"}], None)
-    return results
+    return results, skipped
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -188,6 +194,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-other-load", type=float, default=0.1,
                         help="re-measure a pair when other processes used more than this fraction of the CPUs")
     parser.add_argument("--retries", type=int, default=2, help="how many times a disturbed pair is re-measured")
+    parser.add_argument("--slow-bf16", action="store_true",
+                        help="measure bf16 training even where the CPU has no native bf16 arithmetic (a bf16 matmul "
+                             "peak under a tenth of fp32's: AVX2-only CPUs), where it is skipped by default because "
+                             "each step takes about a minute")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser.parse_args(argv)
 
@@ -221,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         assets, work = Path(tmp) / "assets", Path(tmp) / "work"
         work.mkdir()
         manifest = build_assets(suite, assets)
-        results = measure(suite, impls, peer_python, assets, work, args.threads, args.timeout, args.only, log,
-                          args.max_other_load, args.retries)
+        results, skipped = measure(suite, impls, peer_python, assets, work, args.threads, args.timeout, args.only,
+                                   log, args.max_other_load, args.retries, slow_bf16=args.slow_bf16)
     report = build_report(suite, impls, results, manifest, machine(), started,
-                          dt.datetime.now(dt.timezone.utc), peer_python)
+                          dt.datetime.now(dt.timezone.utc), peer_python, skipped=skipped)
     paths = write_outputs(report, Path(args.out), plot=not args.no_plot)
     print(paths["markdown_text"])
     log("wrote " + ", ".join(str(p) for k, p in paths.items() if k != "markdown_text"))

@@ -144,6 +144,33 @@ SUPPORTED = {
 
 MEMORY_KINDS = ("train", "generate", "resampler", "xattn_block")
 
+SLOW_BF16_FRACTION = 0.1
+"""Below this fraction of its fp32 matmul peak, an interpreter's bf16 arithmetic is emulated (AVX2-only CPUs: about
+1 GFLOP/s against 124 in fp32 on one such AMD EPYC), and a bf16 training step of the cpu-small suite takes about a
+minute instead of a third of a second."""
+
+
+def split_slow_bf16(tasks: list[dict[str, Any]], peaks: dict[str, dict[str, float]],
+                    keep: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The tasks to run and the bf16 training tasks to skip (``{"key", "reason"}`` each) on a CPU without native bf16.
+
+    ``peaks`` maps each interpreter (``ours`` / ``peers``) to its measured matmul peaks in FLOP/s by dtype. Where any
+    interpreter's bf16 peak is under ``SLOW_BF16_FRACTION`` of its fp32 peak, the bf16 training rows would take
+    hours for both sides and measure only the emulation, so they are skipped unless ``keep``.
+    """
+    slow = {side: p for side, p in peaks.items()
+            if p.get("fp32") and p.get("bf16") is not None and p["bf16"] < SLOW_BF16_FRACTION * p["fp32"]}
+    if keep or not slow:
+        return tasks, []
+    side, p = next(iter(slow.items()))
+    reason = (f"the bf16 matmul peak is {p['bf16'] / 1e9:.1f} GFLOP/s against {p['fp32'] / 1e9:.0f} in fp32 "
+              f"({'our' if side == 'ours' else 'the peer'} interpreter): this CPU has no native bf16 arithmetic, so "
+              "a bf16 training step would take about a minute and time only the emulation (--slow-bf16 measures it "
+              "anyway)")
+    skipped = [t for t in tasks if t["kind"] == "train" and str(t["precision"]).startswith("bf16")]
+    return ([t for t in tasks if t not in skipped],
+            [{"key": task_key(t), "reason": reason} for t in skipped])
+
 
 def task_key(task: dict[str, Any]) -> str:
     """A stable name for a task, e.g. ``train/bf16`` or ``generate/shots=8/beams=3``."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import flops
-from benchmarks.report import SCHEMA, _pairwise, validate_report
-from benchmarks.suites import SUITES, get_suite, task_key, tasks_for
+from benchmarks.report import SCHEMA, _pairwise, markdown, rebuild, validate_report
+from benchmarks.suites import SUITES, get_suite, split_slow_bf16, task_key, tasks_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +78,46 @@ def test_validation_catches_broken_reports(smoke_run: tuple[dict, Path, str]) ->
     broken = copy.deepcopy(report)
     broken["failures"] = [{"impl": "ours", "key": "train/fp32", "error": "boom"}]
     assert validate_report(broken)
+
+
+def test_bf16_training_is_skipped_only_where_the_cpu_emulates_bf16() -> None:
+    tasks = tasks_for(get_suite("cpu-small"))
+    # An AVX2-only AMD EPYC: bf16 matmuls at 0.9 GFLOP/s against 124 in fp32.
+    emulated = {"ours": {"fp32": 124e9, "bf16": 0.9e9}, "peers": {"fp32": 120e9, "bf16": 0.9e9}}
+    kept, skipped = split_slow_bf16(tasks, emulated)
+    assert [s["key"] for s in skipped] == ["train/bf16", "train/bf16-frozen"]
+    assert [t for t in tasks if t not in kept] == [{"kind": "train", "precision": p} for p in ("bf16", "bf16-frozen")]
+    assert "0.9 GFLOP/s against 124 in fp32" in skipped[0]["reason"] and "--slow-bf16" in skipped[0]["reason"]
+    assert split_slow_bf16(tasks, emulated, keep=True) == (tasks, [])
+    # Native bf16 (AVX512-bf16 without AMX: slower than fp32, but not emulated) and AMX: everything runs.
+    assert split_slow_bf16(tasks, {"ours": {"fp32": 331e9, "bf16": 167e9}}) == (tasks, [])
+    assert split_slow_bf16(tasks, {"ours": {"fp32": 267e9, "bf16": 1297e9}}) == (tasks, [])
+    # Either interpreter emulating it is enough: the pair could not be measured side by side.
+    assert split_slow_bf16(tasks, {"ours": {"fp32": 193e9, "bf16": 418e9}, "peers": {"fp32": 190e9, "bf16": 1e9}})[1]
+
+
+def test_matmul_peak_times_a_smaller_square_where_the_asked_one_would_take_too_long() -> None:
+    from benchmarks.measure import matmul_peak
+
+    fits = matmul_peak("fp32", size=512, reps=2)  # a 512-square fp32 matmul takes milliseconds
+    assert fits["size"] == 512 and fits["flops_per_s"] > 0
+    too_slow = matmul_peak("fp32", size=512, reps=2, max_call_seconds=1e-9)  # no call fits: the 256 probe's size
+    assert too_slow["size"] == 256 and too_slow["flops_per_s"] > 0
+
+
+def test_a_report_says_what_it_skipped_and_why(smoke_run: tuple[dict, Path, str]) -> None:
+    report, _, _ = smoke_run
+    saved = copy.deepcopy(report)
+    saved["raw"] = [e for e in saved["raw"] if not e["key"].startswith("train/bf16")]
+    saved["skipped"] = [{"key": key, "reason": "no native bf16 here"} for key in ("train/bf16", "train/bf16-frozen")]
+    rebuilt = rebuild(saved)
+    assert validate_report(rebuilt) == []  # skipped, not missing
+    assert "train/bf16" not in rebuilt["measurements"] and "train/fp32" in rebuilt["measurements"]
+    assert "Skipped train/bf16: no native bf16 here." in markdown(rebuilt)
+    reached = {t["target"]: t["reached"] for t in rebuilt["targets"]}
+    assert [r for t, r in reached.items() if "(bf16" in t] == ["skipped: no native bf16 on this CPU"] * 2
+    saved["skipped"] = []  # the same rows gone without a reason are a broken report
+    assert any("train/bf16 missing" in problem for problem in validate_report(rebuild(saved)))
 
 
 def test_peer_code_imports_without_the_peer_environment() -> None:
