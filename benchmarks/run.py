@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.assets import build_assets
+from benchmarks.report import build_report, matmul_peaks, write_outputs
 from benchmarks.suites import MEMORY_KINDS, SUPPORTED, Suite, get_suite, split_slow_bf16, task_key, tasks_for
 from flamingo_vlm.training.contention import machine_busy_cpu_seconds
 
@@ -145,8 +147,6 @@ def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Pat
     log("matmul peak (start)")
     for impl in peak_impl.values():
         collect(impl, [{"kind": "peak"}], None)
-    from benchmarks.report import matmul_peaks
-
     tasks, skipped = split_slow_bf16(tasks, matmul_peaks(results), keep=slow_bf16)
     for entry in skipped:
         log(f"skipping {entry['key']}: {entry['reason']}")
@@ -221,9 +221,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
-
-    from benchmarks.assets import build_assets
-    from benchmarks.report import build_report, write_outputs
 
     started = dt.datetime.now(dt.timezone.utc)
     log(f"suite {suite.name}: {', '.join(impls)}" + (f" (peer interpreter {peer_python})" if peer_python else ""))
