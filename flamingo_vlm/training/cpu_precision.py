@@ -18,12 +18,34 @@ import torch
 
 PRECISIONS = ("fp32", "bf16", "auto")  # what a run may ask for; "auto" resolves to one of the other two
 SIDE = 1024  # matmul size: large enough to reach a kernel's steady speed, small enough to time in ~0.1 s
+PROBE_SIDE = 256  # a first call this size says how large a square can be timed quickly
+MAX_CALL_SECONDS = 0.1  # one timed call's limit: 1024 squares in fp32 or native bf16 take 0.01-0.02 s
 CLEARLY_FASTER = 1.2  # fp32 must beat bf16 by this factor before a run is told (timings on shared machines wobble)
 
 
-def matmul_gflops(dtype: torch.dtype, *, side: int = SIDE, repeats: int = 5) -> float:
-    """Median GFLOP/s of a ``side`` x ``side`` matmul in ``dtype`` with the current torch threads (after one warm-up)."""
+def affordable_side(dtype: torch.dtype, side: int = SIDE, max_call_seconds: float = MAX_CALL_SECONDS) -> int:
+    """``side``, or its largest halving (down to 256) whose one square matmul in ``dtype`` fits within
+    ``max_call_seconds``, judged from one timed call of at most 256 square. A CPU that emulates bf16 (AVX2 only)
+    takes 2.4 s for one 1024-square call, which made every run asking for ``precision: auto`` spend 15 s measuring."""
     generator = torch.Generator().manual_seed(0)  # its own: timing must not move a seeded run's random numbers
+    probe_side = min(side, PROBE_SIDE)
+    probe = torch.randn(probe_side, probe_side, generator=generator).to(dtype)
+    probe @ probe  # warm-up: the first call pays for thread start and kernel choice
+    start = time.perf_counter()
+    probe @ probe
+    probe_rate = 2 * probe_side**3 / max(time.perf_counter() - start, 1e-9)  # FLOP/s
+    while side > probe_side and 2 * side**3 / probe_rate > max_call_seconds:
+        side //= 2
+    return side
+
+
+def matmul_gflops(dtype: torch.dtype, *, side: int = SIDE, repeats: int = 5,
+                  max_call_seconds: float = MAX_CALL_SECONDS) -> float:
+    """Median GFLOP/s of a square matmul in ``dtype`` with the current torch threads (after one warm-up):
+    ``side`` x ``side``, or smaller where one call would take longer than ``max_call_seconds``
+    (:func:`affordable_side`)."""
+    side = affordable_side(dtype, side, max_call_seconds)
+    generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(side, side, generator=generator).to(dtype) for _ in range(2))
     a @ b
     seconds = []
@@ -41,7 +63,7 @@ def bf16_slower_note(gflops: Callable[[torch.dtype], float] = matmul_gflops) -> 
     fp32, bf16 = gflops(torch.float32), gflops(torch.bfloat16)
     if fp32 < CLEARLY_FASTER * bf16:
         return None
-    return (f"bf16 is slow on this CPU: a {SIDE}x{SIDE} matmul runs at {bf16:.0f} GFLOP/s in bf16 against {fp32:.0f} "
+    return (f"bf16 is slow on this CPU: square matmuls (up to {SIDE}) run at {bf16:.0f} GFLOP/s in bf16 against {fp32:.0f} "
             f"in fp32 (CPUs without AMX run bf16 slowly); precision: fp32 would likely train faster here, with other "
             "numbers.")
 

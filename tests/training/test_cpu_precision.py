@@ -8,7 +8,13 @@ import math
 import pytest
 import torch
 
-from flamingo_vlm.training.cpu_precision import CLEARLY_FASTER, bf16_slower_note, matmul_gflops, resolve_precision
+from flamingo_vlm.training.cpu_precision import (
+    CLEARLY_FASTER,
+    affordable_side,
+    bf16_slower_note,
+    matmul_gflops,
+    resolve_precision,
+)
 
 
 def _measured(fp32: float, bf16: float):
@@ -52,3 +58,11 @@ def test_timing_leaves_a_seeded_run_s_random_numbers_alone() -> None:
     torch.manual_seed(0)
     matmul_gflops(torch.float32, side=32, repeats=1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_square_too_slow_to_time_is_halved_down_to_the_probe_and_a_fast_one_is_kept() -> None:
+    # no CPU multiplies 1024 squares in a nanosecond or takes an hour over one: both ends are certain
+    assert affordable_side(torch.float32, side=1024, max_call_seconds=1e-9) == 256
+    assert affordable_side(torch.float32, side=1024, max_call_seconds=3600.0) == 1024
+    assert affordable_side(torch.float32, side=128, max_call_seconds=1e-9) == 128  # never above what was asked
+    assert matmul_gflops(torch.bfloat16, side=1024, max_call_seconds=1e-9, repeats=1) > 0
