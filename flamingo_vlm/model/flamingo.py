@@ -9,6 +9,7 @@ Data flow of one forward pass (see docs/architecture.md):
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -483,6 +484,14 @@ def _save_hf_model(model: PreTrainedModel, directory: Path, dtype: torch.dtype |
     import copy
 
     copy.deepcopy(model).to(dtype).save_pretrained(directory)
+    # save_pretrained writes the stored dtype into config.json, and transformers' from_pretrained (dtype "auto" by
+    # default) builds the model in the config's dtype. The live model's dtype goes back there, so that a user who
+    # loads the backbone alone gets what the Flamingo computes in (float32), not bf16, which CPUs without native
+    # bf16 run about 100x slower; the bf16 weights are cast on loading.
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = str(model.dtype).removeprefix("torch.")
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _atomic_save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:

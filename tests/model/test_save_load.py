@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForCausalLM
 
 from flamingo_vlm import Flamingo, FlamingoConfig
 from tests.conftest import random_image
@@ -123,3 +124,7 @@ def test_bf16_storage_halves_files_and_loads_back_to_float32(lm_dirs: dict[str, 
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     assert (_logits(loaded) - _logits(model)).abs().max() < 0.05 * _logits(model).abs().max()
     assert next(model.parameters()).dtype == torch.float32  # saving did not change the live model
+    # The backbones alone, loaded the way a user would (transformers' default dtype "auto" reads the config), come
+    # back in float32 too, not in their bf16 storage type.
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "lm").dtype == torch.float32
+    assert AutoModel.from_pretrained(tmp_path / "bf16" / "vision").dtype == torch.float32
