@@ -65,7 +65,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                                                             "demonstrations)")
     sweep.add_argument("--seeds", type=int, help="number of seeds, 0..N-1 (default 3); mean and std over them")
     sweep.add_argument("--demos", choices=["random", "rices"],
-                       help="demonstrations: random per seed, or RICES by vision features (default random)")
+                       help="demonstrations: random per seed, or RICES by vision features, most similar last (default "
+                            "random); zero-shot's two text-only ones are random either way")
     sweep.add_argument("--limit", type=int, help="evaluate N queries: the first N after a fixed seed-0 shuffle, the "
                                                  "same for every seed (default: all)")
     sweep.add_argument("--batch-size", type=int, help="queries per model call (default 8)")

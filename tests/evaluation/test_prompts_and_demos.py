@@ -131,6 +131,23 @@ def test_rices_with_the_model_puts_an_identical_image_last(tiny_model: Flamingo,
     assert evaluator.demo_indices(0, 3, seed=0)[-1] != copy_index
 
 
+def test_zero_shot_demos_are_random_under_rices(tiny_model: Flamingo, tmp_path: Path) -> None:
+    # A query's nearest neighbours carry its answer (for a classification, its label): zero-shot's text-only
+    # demonstrations must not be picked by them, so RICES sweeps and random sweeps share their zero-shot prompts.
+    path, support = _copy_set(tmp_path)
+    spec = CaptioningTask(annotations=path, support_annotations=support, caption_tokenizer="python")
+    rices = make_evaluator(tiny_model, spec, demos="rices", cache_dir=tmp_path / "cache")
+    random = make_evaluator(tiny_model, spec, demos="random")
+    copy_index = next(i for i, e in enumerate(rices.support_set) if e.image.name == "copy_of_1.png")
+    assert rices.demo_indices(1, 1, seed=0) == [copy_index]  # the few-shot demonstration is still retrieved
+    for query in range(len(rices.eval_set)):
+        for seed in (0, 1):
+            assert rices.demo_indices(query, 0, seed) == random.demo_indices(query, 0, seed)
+            assert rices.prompt(query, 0, seed) == random.prompt(query, 0, seed)
+    assert [rices.demo_indices(1, 0, seed) for seed in range(6)] != [[copy_index, copy_index]] * 6
+    assert rices.settings()["zero_shot_demos_drawn"] == "random"
+
+
 def test_rices_features_are_cached_on_disk(tmp_path: Path) -> None:
     media = [fx.write_image(tmp_path / f"{i}.png", seed=i) for i in range(4)]
     calls = []
