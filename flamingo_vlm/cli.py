@@ -97,12 +97,12 @@ def cmd_plot(path: str, output: str | None) -> int:
 
 
 def cmd_demo(model: str, tasks: Sequence[str], shots: Sequence[int], seed: int, limit: int, num_beams: int,
-             output: str) -> int:
+             output: str, demos: str = "random") -> int:
     """The bundled tiny-world model on fresh held-out images: example prompts, a score table, an HTML page."""
     from flamingo_vlm.tinyworld.demo import run_demo
 
     run_demo(model, tasks=tuple(tasks), shots=tuple(shots), seed=seed, limit=limit, num_beams=num_beams,
-             output=output)
+             output=output, demos=demos)
     return 0
 
 
@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the fresh world and of the demonstrations")
     demo.add_argument("--limit", type=int, default=24, help="queries per task and shot count (default 24)")
     demo.add_argument("--num-beams", type=int, default=3, help="beam size for open-ended answers (default 3)")
+    demo.add_argument("--demos", choices=["random", "rices"], default="random",
+                      help="demonstrations: random (default), or RICES, the paper's retrieval: the support images "
+                           "most like the query's by the model's vision encoder, most similar last, from 200 per "
+                           "task (zero-shot's text-only ones stay random)")
     demo.add_argument("--output", default="flamingo-demo.html", help="HTML page to write")
     return parser
 
@@ -218,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_eval_from_args(args)
         if args.command == "demo":
-            return cmd_demo(args.model, args.tasks, args.shots, args.seed, args.limit, args.num_beams, args.output)
+            return cmd_demo(args.model, args.tasks, args.shots, args.seed, args.limit, args.num_beams, args.output,
+                            args.demos)
         if args.command == "plot":
             return cmd_plot(args.path, args.output)
         if args.command == "info":

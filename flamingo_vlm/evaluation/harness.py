@@ -140,7 +140,7 @@ def evaluate(
                                feature_fn=feature_fn, media_cache_size=media_cache_size)
     queries = select_queries(len(evaluator.eval_set), limit)
     evaluator.check_shots(shot_values, queries)  # fail before hours of work, not after
-    evaluator.check_prompt_length(shot_values, queries)
+    evaluator.check_prompt_length(shot_values, queries, seed_values)
 
     results, timings, info = [], [], {}
     for k in shot_values:

@@ -195,19 +195,31 @@ class Evaluator(abc.ABC):
                                  f"only {available} usable examples ({len(self.support_set)} minus the query's "
                                  f"own); use fewer shots or a larger support set")
 
-    def check_prompt_length(self, shots: Sequence[int], queries: Sequence[int], sample: int = 8) -> None:
-        """Raise ``ValueError`` when the prompts of the first ``sample`` queries at the largest shot count (seed 0)
-        exceed the language model's context, so an impossible sweep fails before it starts."""
+    def check_prompt_length(self, shots: Sequence[int], queries: Sequence[int], seeds: Sequence[int] = (0,)) -> None:
+        """Raise ``ValueError`` when any query's prompt at the largest shot count (for any of ``seeds``) exceeds the
+        language model's context, so an impossible sweep fails before it starts rather than part-way through.
+
+        Every query is checked (about a millisecond a prompt): under RICES the longest prompts gather where
+        long answers cluster (a query with long captions retrieves examples with long captions), so a sample of
+        queries can pass where the sweep later fails."""
         limit = self.model.processor.max_length
         if limit is None or not shots or not queries:
             return
         k = max(shots)
-        for query in queries[:sample]:
-            text, _ = self.prompt(query, k, seed=0)
-            length = len(self.model.processor.tokenize(text))
-            if length > limit:
-                raise ValueError(f"{self.spec.name}: a {k}-shot prompt has {length} tokens but the language model "
-                                 f"supports at most {limit}; use fewer shots or a shorter prompt template")
+        seeds = list(seeds)[:1] if self.selector.mode == "rices" else list(seeds)  # RICES ignores the seed
+        too_long: list[tuple[int, int, int]] = []  # (tokens, query, seed)
+        for seed in seeds:
+            for query in queries:
+                text, _ = self.prompt(query, k, seed=seed)
+                length = len(self.model.processor.tokenize(text))
+                if length > limit:
+                    too_long.append((length, query, seed))
+        if too_long:
+            length, query, seed = max(too_long)
+            raise ValueError(f"{self.spec.name}: a {k}-shot prompt has {length} tokens but the language model "
+                             f"supports at most {limit} (query {query}, seed {seed}; {len(too_long)} of "
+                             f"{len(queries) * len(seeds)} prompts are too long); use fewer shots or a shorter "
+                             f"prompt template")
 
     def demo_indices(self, query: int, num_shots: int, seed: int) -> list[int]:
         """Support indices shown before ``query``, in prompt order (zero-shot: two random ones, shown text-only)."""

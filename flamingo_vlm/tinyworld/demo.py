@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from flamingo_vlm.tinyworld.evalsets import build_eval_sets
 
 DEMO_TASKS = ("captioning", "vqa", "video_qa", "novel_words")
 DEMO_SEED_OFFSET = 5000  # far from the training seed and the recipe's held-out eval seed (+1000)
+RICES_SUPPORT = 200  # support examples per task to retrieve from with --demos rices (random demos need few)
 
 
 @dataclass
@@ -66,60 +68,72 @@ def task_specs(sets: dict[str, Any], num_beams: int) -> dict[str, TaskSpec]:
 
 def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = DEMO_TASKS,
              shots: tuple[int, ...] = (0, 4, 8, 16, 32), seed: int = 0, limit: int = 24, num_beams: int = 3,
-             output: str | Path = "flamingo-demo.html", progress: bool = True) -> dict[str, Any]:
-    """Run the demo; returns the harness results (also written next to ``output`` as JSON)."""
+             output: str | Path = "flamingo-demo.html", progress: bool = True,
+             demos: str = "random") -> dict[str, Any]:
+    """Run the demo; returns the harness results (also written next to ``output`` as JSON).
+
+    ``demos="rices"`` picks each query's demonstrations by the paper's RICES (the support examples whose images
+    the model's vision encoder finds most similar, the most similar last) from a larger support set
+    (:data:`RICES_SUPPORT` per task) instead of at random."""
     unknown = [t for t in tasks if t not in DEMO_TASKS]
     if unknown:
         raise ValueError(f"Unknown demo task(s) {unknown}; choose from {list(DEMO_TASKS)}.")
+    if demos not in ("random", "rices"):
+        raise ValueError(f"demos must be 'random' or 'rices', not {demos!r}.")
     start = time.perf_counter()
     flamingo = model if isinstance(model, Flamingo) else Flamingo.from_pretrained(model)
     flamingo.eval()
+    # The rendered world (and RICES features) live only as long as the run: the page embeds its images.
     work = Path(tempfile.mkdtemp(prefix="flamingo-demo-"))
-    support = max(max(shots) + 8, 40)
-    sets = build_eval_sets(work, seed=DEMO_SEED_OFFSET + seed, num_captioning=limit, num_vqa_images=limit,
-                           questions_per_image=1, num_video_qa=limit, num_novel_words=limit, num_shapes=1,
-                           num_support=support, progress=False)
-    specs = task_specs(sets, num_beams)
+    try:
+        support = max(max(shots) + 8, RICES_SUPPORT if demos == "rices" else 40)
+        sets = build_eval_sets(work, seed=DEMO_SEED_OFFSET + seed, num_captioning=limit, num_vqa_images=limit,
+                               questions_per_image=1, num_video_qa=limit, num_novel_words=limit, num_shapes=1,
+                               num_support=support, progress=False)
+        specs = task_specs(sets, num_beams)
 
-    print(f"Flamingo demo: model {model if isinstance(model, str) else 'given'}, fresh held-out world seed "
-          f"{DEMO_SEED_OFFSET + seed}, novel words bound only in prompts: "
-          + ", ".join(f"{w}={s}" for w, s in sets["novel_word_binding"].items()))
-    examples = []
-    for name in tasks:
-        for k in (0, 4):
-            if k in shots or k == 0:
-                examples.append(show_example(flamingo, specs[name], k, seed))
-    for example in examples:
-        print(_format_example(example))
+        print(f"Flamingo demo: model {model if isinstance(model, str) else 'given'}, fresh held-out world seed "
+              f"{DEMO_SEED_OFFSET + seed}, novel words bound only in prompts: "
+              + ", ".join(f"{w}={s}" for w, s in sets["novel_word_binding"].items()))
+        examples = []
+        for name in tasks:
+            for k in (0, 4):
+                if k in shots or k == 0:
+                    examples.append(show_example(flamingo, specs[name], k, seed, demos=demos, cache_dir=work / "rices"))
+        for example in examples:
+            print(_format_example(example))
 
-    entries = []
-    for name in tasks:
-        entries.append(evaluate(flamingo, specs[name], shots=list(shots), seeds=[seed], limit=limit,
-                                batch_size=8, progress=progress))
-    results = {"model": str(model) if isinstance(model, str) else "in-memory", "tasks": entries,
-               "demo": {"seed": seed, "world_seed": DEMO_SEED_OFFSET + seed, "limit": limit,
-                        "seconds": round(time.perf_counter() - start, 1)}}
-    table = markdown_table(results)
-    print("\nScore versus shots (held-out sets, the paper's protocol):\n")
-    print(table)
-    print(f"\n{limit} queries per cell, one seed: one query moves an accuracy by {100 / limit:.1f} points, so read "
-          f"differences smaller than that few times over as noise (--limit and --seed for more; the bundled "
-          f"model's card scores 96 queries).")
-    output = Path(output)
-    results_path = output.with_suffix(".json")
-    results_path.write_text(json.dumps(results, indent=1))
-    plot = plot_results(results, output.with_suffix(".png"))
-    output.write_text(_html_page(examples, table, plot))
-    print(f"\nwrote {output} (prompts, images and answers), {plot} and {results_path} "
-          f"in {time.perf_counter() - start:.0f}s")
-    return results
+        entries = []
+        for name in tasks:
+            entries.append(evaluate(flamingo, specs[name], shots=list(shots), seeds=[seed], limit=limit,
+                                    batch_size=8, progress=progress, demos=demos, cache_dir=work / "rices"))
+        results = {"model": str(model) if isinstance(model, str) else "in-memory", "tasks": entries,
+                   "demo": {"seed": seed, "demos": demos, "world_seed": DEMO_SEED_OFFSET + seed, "limit": limit,
+                            "seconds": round(time.perf_counter() - start, 1)}}
+        table = markdown_table(results)
+        print("\nScore versus shots (held-out sets, the paper's protocol):\n")
+        print(table)
+        print(f"\n{limit} queries per cell, one seed: one query moves an accuracy by {100 / limit:.1f} points, so read "
+              f"differences smaller than that few times over as noise (--limit and --seed for more; the bundled "
+              f"model's card scores 96 queries).")
+        output = Path(output)
+        results_path = output.with_suffix(".json")
+        results_path.write_text(json.dumps(results, indent=1))
+        plot = plot_results(results, output.with_suffix(".png"))
+        output.write_text(_html_page(examples, table, plot))
+        print(f"\nwrote {output} (prompts, images and answers), {plot} and {results_path} "
+              f"in {time.perf_counter() - start:.0f}s")
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def show_example(model: Flamingo, spec: TaskSpec, shots: int, seed: int) -> Example:
+def show_example(model: Flamingo, spec: TaskSpec, shots: int, seed: int, *, demos: str = "random",
+                 cache_dir: Path | None = None) -> Example:
     """One prompt built and answered by the harness itself (so the demo shows exactly what is scored)."""
     from flamingo_vlm.evaluation.tasks import make_evaluator
 
-    evaluator = make_evaluator(model, spec, demos="random", batch_size=1)
+    evaluator = make_evaluator(model, spec, demos=demos, batch_size=1, cache_dir=cache_dir)
     query = seed % len(evaluator.eval_set)
     text, media = evaluator.prompt(query, shots, seed)
     output = evaluator._run_batch([query], shots, seed)[0]

@@ -416,3 +416,25 @@ def test_top5_accuracy_only_with_more_than_five_classes(tiny_model: Flamingo, tm
     names.write_text("\n".join(fx.CLASS_NAMES[:5]) + "\n")
     five = make_evaluator(tiny_model, ClassificationTask(annotations=path, class_names=names, name="five"))
     assert five.run(queries, 0, 0).metrics == {}
+
+
+def test_a_long_prompt_behind_the_first_queries_still_fails_before_running(tiny_model: Flamingo, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under RICES one query's nearest support example can carry an answer long enough to overflow the context: the
+    # sweep must refuse before it starts, whichever query that is. Each query's nearest is a copy of its image,
+    # and only the last query's copy has a long caption.
+    path = fx.write_caption_jsonl(tmp_path, num_images=12)
+    (tmp_path / "support").mkdir()
+    lines = []
+    for i in range(12):
+        shutil.copy(tmp_path / "pairs" / f"{i}.png", tmp_path / "support" / f"{i}.png")
+        caption = "word " * 600 if i == 11 else f"support {i}"
+        lines.append(f'{{"image": "support/{i}.png", "captions": ["{caption}"]}}')
+    support = tmp_path / "support.jsonl"
+    support.write_text("\n".join(lines) + "\n")
+    spec = CaptioningTask(annotations=path, support_annotations=support, caption_tokenizer="python")
+    monkeypatch.setattr(Evaluator, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    with pytest.raises(ValueError, match=r"a 1-shot prompt has \d+ tokens but the language model supports at most "
+                                         r"512 \(query 11, seed 0; 1 of 12 prompts are too long\)"):
+        evaluate(tiny_model, spec, shots=[0, 1], seeds=1, demos="rices", progress=False,
+                 cache_dir=tmp_path / "cache")

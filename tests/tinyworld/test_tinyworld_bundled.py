@@ -57,3 +57,25 @@ def test_generate_command_on_the_bundled_model(tmp_path: Path, capsys: pytest.Ca
     assert main(["generate", "--model", "tiny-world", "--image", str(tmp_path / "0.png"), "--image",
                  str(tmp_path / "1.png"), "--prompt", prompt, "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.strip() != ""
+
+
+def test_demo_with_rices_retrieves_demonstrations_and_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the demo renders its world
+    output = tmp_path / "demo.html"
+    assert main(["demo", "--task", "novel_words", "--shots", "0", "4", "--limit", "4", "--demos", "rices",
+                 "--output", str(output)]) == 0
+    assert "| novel_words |" in capsys.readouterr().out
+    results = json.loads(output.with_suffix(".json").read_text())
+    assert results["demo"]["demos"] == "rices"
+    (entry,) = results["tasks"]
+    assert entry["settings"]["demos"] == "rices" and entry["settings"]["zero_shot_demos_drawn"] == "random"
+    assert entry["settings"]["support_size"] == 200
+    assert list(scratch.iterdir()) == []  # the rendered world and its RICES features are gone
+    with pytest.raises(SystemExit):
+        main(["demo", "--demos", "nearest"])
