@@ -38,6 +38,7 @@ RECIPE_FILE = Path(__file__).with_name("tiny-world.yaml")
 STAGES = ("data", "tokenizer", "clip", "lm", "flamingo", "export", "card")
 CARD_BINDING_SHOTS = 8  # examples per prompt of the card's copy-binding probe (probe.copy_binding)
 LM_RECALL_FILE = "recall.json"  # the LM stage's probe.lm_recall, next to the LM it measured
+LM_SLOT_RECALL_FILE = "slot_recall.json"  # image_slots.lm_slot_recall, when the LM stage trains on image slots
 LM_SCENE_QA_FILE = "scene_qa.json"  # the LM stage's probe.lm_scene_qa, next to the LM it measured
 CARD_RECALL_PAIRS = 4  # key/value pairs per prompt of the card's text recall probe (probe.in_context_recall)
 # Flamingo-stage datasets used only when flamingo.datasets lists their kind: the LM corpus's own documents, no image
@@ -188,6 +189,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         record_precision("lm", lm_settings.precision)
         from transformers import AutoModelForCausalLM
 
+        from flamingo_vlm.tinyworld.image_slots import lm_slot_recall
         from flamingo_vlm.tinyworld.probe import lm_recall, lm_scene_qa, recall_summary, scene_qa_summary
 
         pretrain_lm(corpus, tokenizer, lm_dir, lm_settings, seed=config.seed, progress=config.progress,
@@ -203,6 +205,13 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         scene_qa = lm_scene_qa(trained_lm, tokenizer)
         (lm_dir / LM_SCENE_QA_FILE).write_text(json.dumps(scene_qa, indent=1))
         print(f"lm: questions about a scene told in words, the LM alone: {scene_qa_summary(scene_qa)}")
+        if config.lm.image_slots > 0:
+            # The look-up the made-up-word task needs through a Flamingo: a word found by a vector added to the
+            # input, as the cross-attention adds an image (tinyworld.image_slots).
+            slots = lm_slot_recall(trained_lm, tokenizer)
+            (lm_dir / LM_SLOT_RECALL_FILE).write_text(json.dumps(slots, indent=1))
+            print(f"lm: a word recalled by an added vector, the LM alone: {100 * slots['slot_recall']:.0f}% "
+                  f"(chance {100 * slots['chance']:.0f}%)")
         if recall["described"] < LM_RECALL_EXPECTED:
             print(f"lm: WARNING: this LM names a described shape {100 * recall['described']:.0f}% of the time (the "
                   f"bundled model's LM: 98%): recall appears suddenly in training, and whether and when moves with "

@@ -14,6 +14,7 @@ from flamingo_vlm.cli import main
 from flamingo_vlm.tinyworld.card import CARD_NAME, card_facts, read_card_facts
 from flamingo_vlm.tinyworld.probe import RECALL_FORMS, SCENE_QA_KINDS
 from flamingo_vlm.tinyworld.recipe import (
+    LM_SLOT_RECALL_FILE,
     STAGES,
     flamingo_train_values,
     load_recipe,
@@ -106,9 +107,15 @@ def test_stages_run_one_at_a_time_and_a_stage_run_too_early_says_which_to_run_fi
             run(stage)
     # A stage asked for bf16 on a CPU where bf16 is the slower: it gets bf16, and the recipe says so first.
     monkeypatch.setattr("flamingo_vlm.training.cpu_precision.bf16_slower_note", lambda *_: "bf16 is slow here.")
-    report = run("tokenizer", "lm", more=(("lm.precision", "bf16"),))
+    # (With image-slot documents beside the corpus: the stage then also measures recall by an added vector.)
+    report = run("tokenizer", "lm", more=(("lm.precision", "bf16"), ("lm.image_slots", "0.5"),
+                                          ("lm.image_slot_batch", "2")))
     assert set(report["seconds"]) == {"data", "tokenizer", "lm"} and report["precision"] == {"lm": "bf16"}
-    assert "recipe: bf16 is slow here. The lm stage(s) ask for bf16 (precision: auto" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "recipe: bf16 is slow here. The lm stage(s) ask for bf16 (precision: auto" in printed
+    slots = json.loads((tmp_path / "lm" / LM_SLOT_RECALL_FILE).read_text())
+    assert set(slots) == {"slot_recall", "chance"} and slots["chance"] == 0.2
+    assert "lm: a word recalled by an added vector, the LM alone:" in printed
     with pytest.raises(ValueError, match="the 'clip' stage has not run"):
         run("flamingo")
 
