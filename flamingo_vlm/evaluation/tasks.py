@@ -206,7 +206,7 @@ class Evaluator(abc.ABC):
         if limit is None or not shots or not queries:
             return
         k = max(shots)
-        seeds = list(seeds)[:1] if self.selector.mode == "rices" else list(seeds)  # RICES ignores the seed
+        seeds = list(seeds)[:1] if self.selector.mode == "rices" and k > 0 else list(seeds)  # RICES ignores seeds
         too_long: list[tuple[int, int, int]] = []  # (tokens, query, seed)
         for seed in seeds:
             for query in queries:

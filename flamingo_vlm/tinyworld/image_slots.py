@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedTokenizerBase
 
 from flamingo_vlm.tinyworld.datasets import NOVEL_WORD_PHRASES, training_words
 
@@ -33,6 +34,9 @@ from flamingo_vlm.tinyworld.datasets import NOVEL_WORD_PHRASES, training_words
 VECTOR_SCALE = (0.25, 1.0)
 #: Per-mention noise, as a fraction of the category vector's norm: drawn per document from [0, MAX_NOISE].
 MAX_NOISE = 0.6
+
+
+Span = tuple[int, int, torch.Tensor]  # (first position, end position, vector added to the positions between)
 
 
 @dataclass
@@ -45,8 +49,8 @@ class ImageSlotBatch:
     categories: list[list[int]]  # per document, the category of each chunk in order (for tests and probes)
 
 
-def _document(rng: np.random.Generator, tokenizer, width: int, embedding_norm: float, media_token: str,
-              end_of_chunk_token: str) -> tuple[list[int], list[tuple[int, int, torch.Tensor]], list[int]]:
+def _document(rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, width: int, embedding_norm: float,
+              media_token: str, end_of_chunk_token: str) -> tuple[list[int], list[Span], list[int]]:
     """One document -> (token ids, [(start, end, vector)] spans to add to, categories of its chunks)."""
     k = int(rng.integers(2, 6))
     words = training_words(rng, k)
@@ -71,8 +75,9 @@ def _document(rng: np.random.Generator, tokenizer, width: int, embedding_norm: f
     return ids, spans, order
 
 
-def image_slot_batch(rng: np.random.Generator, tokenizer, count: int, width: int, embedding_norm: float, *,
-                     media_token: str = "<image>", end_of_chunk_token: str = "<|endofchunk|>") -> ImageSlotBatch:
+def image_slot_batch(rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, count: int, width: int,
+                     embedding_norm: float, *, media_token: str = "<image>",
+                     end_of_chunk_token: str = "<|endofchunk|>") -> ImageSlotBatch:
     """``count`` image-slot documents for an LM of hidden size ``width`` whose token embeddings have median norm
     ``embedding_norm`` (the vectors scale with it, so they stay comparable to tokens as the LM trains)."""
     documents = [_document(rng, tokenizer, width, embedding_norm, media_token, end_of_chunk_token)
@@ -103,8 +108,9 @@ def median_embedding_norm(model: torch.nn.Module) -> float:
 
 
 @torch.no_grad()
-def lm_slot_recall(lm: torch.nn.Module, tokenizer, *, trials: int = 80, shots: int = 5, seed: int = 0,
-                   media_token: str = "<image>", end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, float]:
+def lm_slot_recall(lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, trials: int = 80, shots: int = 5,
+                   seed: int = 0, media_token: str = "<image>",
+                   end_of_chunk_token: str = "<|endofchunk|>") -> dict[str, float]:
     """How often a bare causal LM names a word by an added vector: ``shots`` chunks ``<image>this is a {word}.``,
     each word's chunk with its own random vector added (half the median embedding norm, plus 30% noise), then
     ``<image>this is a`` with a fresh noisy copy of one example's vector; the right word must score highest among
