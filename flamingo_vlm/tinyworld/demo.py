@@ -14,7 +14,6 @@ import base64
 import html
 import io
 import json
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -78,14 +77,12 @@ def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = D
     unknown = [t for t in tasks if t not in DEMO_TASKS]
     if unknown:
         raise ValueError(f"Unknown demo task(s) {unknown}; choose from {list(DEMO_TASKS)}.")
-    if demos not in ("random", "rices"):
-        raise ValueError(f"demos must be 'random' or 'rices', not {demos!r}.")
     start = time.perf_counter()
     flamingo = model if isinstance(model, Flamingo) else Flamingo.from_pretrained(model)
     flamingo.eval()
     # The rendered world (and RICES features) live only as long as the run: the page embeds its images.
-    work = Path(tempfile.mkdtemp(prefix="flamingo-demo-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="flamingo-demo-") as scratch:
+        work = Path(scratch)
         support = max(max(shots) + 8, RICES_SUPPORT if demos == "rices" else 40)
         sets = build_eval_sets(work, seed=DEMO_SEED_OFFSET + seed, num_captioning=limit, num_vqa_images=limit,
                                questions_per_image=1, num_video_qa=limit, num_novel_words=limit, num_shapes=1,
@@ -99,7 +96,8 @@ def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = D
         for name in tasks:
             for k in (0, 4):
                 if k in shots or k == 0:
-                    examples.append(show_example(flamingo, specs[name], k, seed, demos=demos, cache_dir=work / "rices"))
+                    examples.append(show_example(flamingo, specs[name], k, seed, demos=demos,
+                                                 cache_dir=work / "rices"))
         for example in examples:
             print(_format_example(example))
 
@@ -124,8 +122,6 @@ def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = D
         print(f"\nwrote {output} (prompts, images and answers), {plot} and {results_path} "
               f"in {time.perf_counter() - start:.0f}s")
         return results
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def show_example(model: Flamingo, spec: TaskSpec, shots: int, seed: int, *, demos: str = "random",
