@@ -120,6 +120,7 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
                lm_recall: dict[str, float] | None = None, lm_recall_pairs: int = 4,
                position_keeping: dict[str, float] | None = None,
                motion_keeping: dict[str, float] | None = None,
+               time_order: dict[str, dict[str, float]] | None = None,
                question_binding: dict[str, float] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir``."""
     model = Flamingo.from_pretrained(model_dir)
@@ -176,6 +177,13 @@ def write_card(model_dir: Path, recipe: dict[str, Any], results: dict[str, Any] 
         lines += ["Whether the model keeps which way an object moves (fresh 8-frame clips in which one object moves; "
                   "linear probes trained on three quarters of them and scored on the rest; "
                   "`flamingo_vlm.tinyworld.probe.motion_keeping`): " + motion_summary(motion_keeping) + ".", ""]
+    if time_order:
+        from flamingo_vlm.tinyworld.probe import time_order_summary
+
+        lines += ["Whether the model reads a clip's frames in order (fresh clips of one event: it picks between a "
+                  "caption's ending and the ending of the same clip played backwards, with the frames in order and "
+                  "reversed; `flamingo_vlm.tinyworld.probe.time_order`): " + time_order_summary(time_order) + ".",
+                  ""]
     if attribute_reading:
         from flamingo_vlm.tinyworld.probe import reading_summary
 

@@ -49,6 +49,8 @@ CARD_POSITION_IMAGES = 2000  # fresh lone-object images of the card's position p
                              # times data_scale (at least 100)
 CARD_MOTION_CLIPS = 1000  # fresh clips of one moving object for the card's motion probe (probe.motion_keeping),
                           # times data_scale (at least 100); about 35 s on a 2-core CPU
+CARD_TIME_ORDER_CLIPS = 96  # fresh one-event clips per kind for the card's time-order probe (probe.time_order),
+                            # times data_scale (at least 8); about 20 s on a 2-core CPU
 
 
 @dataclass
@@ -267,6 +269,7 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
             in_context_recall,
             motion_keeping,
             position_keeping,
+            time_order,
         )
 
         exported = Flamingo.from_pretrained(model_dir)  # one load for the diagnostics
@@ -279,13 +282,14 @@ def run_recipe(config: RecipeConfig) -> dict[str, Any]:
         asked = _question_binding_if_enough_scenes(exported, paths)
         keeping = position_keeping(exported, images=max(100, round(CARD_POSITION_IMAGES * config.data_scale)))
         motion = motion_keeping(exported, clips=max(100, round(CARD_MOTION_CLIPS * config.data_scale)))
+        order = time_order(exported, clips_per_kind=max(8, round(CARD_TIME_ORDER_CLIPS * config.data_scale)))
         record("card", start)
         card_report = {**report, "seconds": {k: v for k, v in report["seconds"].items() if k != "card"}}
         write_card(model_dir, card_report, results, markdown_table(results, metrics=True),
                    vision_probe=vision_probe, image_reliance=reliance, lm_copying=copying, attribute_reading=reading,
                    copy_binding=binding, copy_binding_shots=CARD_BINDING_SHOTS, lm_recall=recall,
                    lm_recall_pairs=CARD_RECALL_PAIRS, position_keeping=keeping, motion_keeping=motion,
-                   question_binding=asked)
+                   time_order=order, question_binding=asked)
     if config.export_to and model_dir.is_dir():
         target = Path(config.export_to)
         if target.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,9 @@ from flamingo_vlm.tinyworld.probe import (
     reliance_summary,
     scene_qa_prompts,
     scene_qa_summary,
+    time_order,
+    time_order_plan,
+    time_order_summary,
 )
 from tests.model.helpers import build
 
@@ -561,6 +565,59 @@ def test_motion_keeping_scores_what_the_latents_keep_of_a_move(
     monkeypatch.setattr(model, "encode_media", lambda pixel_values, frame_mask=None: torch.ones(len(pixel_values), 4, 8))
     blind = motion_keeping(model, clips=160, seed=3)
     assert blind["latents"] <= blind["majority"] + 1e-6
+
+
+def test_time_order_plan_pairs_each_clip_with_its_ending_played_backwards() -> None:
+    plan = time_order_plan(6, seed=2)
+    assert tuple(plan) == ("appear", "colour", "move") and all(len(items) == 6 for items in plan.values())
+    assert plan == time_order_plan(6, seed=2)  # deterministic by seed (PIL images compare by pixels)
+    appear = [(true, backwards) for _, _, true, backwards in plan["appear"]]
+    assert appear[0] == ("appears", "vanishes") and appear[1] == ("vanishes", "appears")
+    for frames, prompt, true, backwards in plan["colour"]:
+        start, end = true.split(" to ")
+        assert prompt.endswith("changes from") and backwards == f"{end} to {start}" and start != end
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    for frames, prompt, true, backwards in plan["move"]:
+        assert len(frames) == 8 and prompt.endswith(" moves") and opposite[true] == backwards
+
+
+def test_time_order_gives_half_to_an_order_blind_model_and_all_to_one_that_reads_time(
+        lm_dirs: dict[str, str], clip_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(lm_dirs["llama"], clip_dir)
+    # Without its temporal embedding the resampler pools a clip's frames as a set: reversed, the same latents.
+    with torch.no_grad():
+        model.resampler.frame_input.temporal_embedding.weight.zero_()
+    blind = time_order(model, clips_per_kind=8, seed=1, batch_size=16)
+    assert set(blind) == {"appear", "colour", "move"}
+    for result in blind.values():
+        assert set(result) == {"ordered", "reversed", "follows_order"}
+        assert result["follows_order"] == pytest.approx(0.5, abs=1 / 8)  # one near-tie may fall either way
+    assert "50% = blind to order" in time_order_summary(blind)
+
+    # A scorer that sees which way the frames run (it knows each clip's first frame) and prefers the ending that
+    # fits them follows the order every time; one that prefers a fixed ending whatever it sees, half the time.
+    clips = [(np.asarray(frames[0]), np.asarray(frames[-1]), true)
+             for items in time_order_plan(8, seed=1).values() for frames, _, true, _ in items]
+
+    def oracle(_model: object, rows: list) -> torch.Tensor:
+        scores = []
+        for _, ending, frames in rows:
+            shown = np.asarray(frames[0])
+            ((forwards, true),) = [(np.array_equal(shown, first), true) for first, last, true in clips
+                                   if np.array_equal(shown, first) or np.array_equal(shown, last)]
+            scores.append(1.0 if (ending == true) == forwards else 0.0)
+        return torch.tensor(scores)
+
+    monkeypatch.setattr("flamingo_vlm.tinyworld.probe._continuation_logprobs", oracle)
+    reads_time = time_order(model, clips_per_kind=8, seed=1, batch_size=5)  # batches split the pairs too
+    assert all(r == {"ordered": 1.0, "reversed": 1.0, "follows_order": 1.0} for r in reads_time.values())
+
+    monkeypatch.setattr("flamingo_vlm.tinyworld.probe._continuation_logprobs",
+                        lambda _model, rows: torch.tensor([float(len(ending)) for _, ending, _ in rows]))
+    fixed = time_order(model, clips_per_kind=8, seed=1)
+    assert all(r["follows_order"] == 0.5 for r in fixed.values())
+    with pytest.raises(ValueError, match="clips_per_kind >= 2"):
+        time_order(model, clips_per_kind=1)
 
 
 def test_motion_keeping_rejects_too_few_clips(lm_dirs: dict[str, str], clip_dir: str) -> None:

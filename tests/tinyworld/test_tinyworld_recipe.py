@@ -68,6 +68,7 @@ def test_every_stage_runs_and_the_model_loads(tmp_path: Path, capsys: pytest.Cap
     assert "the frozen LM alone, before the Flamingo stage" in card.read_text()
     assert "Whether the model keeps where an object is" in card.read_text()
     assert "Whether the model keeps which way an object moves" in card.read_text()
+    assert "Whether the model reads a clip's frames in order" in card.read_text()
     assert "Whether the model finds the object a question names" in card.read_text()
     assert "(autocast; `precision: auto` picks bf16 unless this CPU runs it slower than fp32): clip fp32, lm fp32, " \
            "flamingo fp32." in card.read_text()
