@@ -263,7 +263,6 @@ def motion_summary(results: dict[str, float]) -> str:
 
 
 TIME_ORDER_KINDS = ("appear", "colour", "move")
-_OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 def time_order_plan(clips_per_kind: int, seed: int = 0) -> dict[str, list[tuple[list[Image.Image], str, str, str]]]:
@@ -291,7 +290,7 @@ def time_order_plan(clips_per_kind: int, seed: int = 0) -> dict[str, list[tuple[
                 endings = (f"{event.from_colour} to {event.to_colour}", f"{event.to_colour} to {event.from_colour}")
                 prompt = f"{_a(str(obj.shape))} changes from"
             else:
-                endings = (str(event.direction), _OPPOSITE[str(event.direction)])
+                endings = (str(event.direction), str(event.direction.opposite))
                 prompt = f"{_a(f'{obj.colour} {obj.shape}')} moves"
             plan[kind].append((render_clip(clip), prompt, *endings))
     return plan

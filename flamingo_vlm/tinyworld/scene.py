@@ -127,6 +127,12 @@ class Direction(StrEnum):
         """Unit (dx, dy) in image coordinates (y grows downwards)."""
         return {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}[self.value]
 
+    @property
+    def opposite(self) -> Direction:
+        """The direction a clip of this motion shows when played backwards."""
+        flipped = {"left": "right", "right": "left", "up": "down", "down": "up"}
+        return Direction(flipped[self.value])
+
 
 class BackgroundKind(StrEnum):
     """How the background is painted."""

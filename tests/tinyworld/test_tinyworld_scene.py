@@ -9,6 +9,7 @@ from flamingo_vlm.tinyworld import (
     Background,
     BackgroundKind,
     Colour,
+    Direction,
     ObjectSpec,
     Shape,
     Size,
@@ -126,3 +127,9 @@ def test_impossible_request_raises():
             colours=[Colour.GRAY],
             background=Background(BackgroundKind.PLAIN, (Colour.GRAY,)),
         )
+
+
+def test_a_direction_played_backwards_points_the_other_way() -> None:
+    for direction in Direction:
+        assert direction.opposite.vector == tuple(-v for v in direction.vector)
+        assert direction.opposite.opposite is direction
