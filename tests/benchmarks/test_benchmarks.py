@@ -105,6 +105,38 @@ def test_matmul_peak_times_a_smaller_square_where_the_asked_one_would_take_too_l
     assert too_slow["size"] == 256 and too_slow["flops_per_s"] > 0
 
 
+def _resident_kb_of_mapping(address: int) -> int:
+    """Resident kB of the memory mapping that holds ``address`` (from /proc/self/smaps)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(part, 16) for part in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "Rss:":
+            return int(line.split()[1])
+    raise AssertionError(f"no mapping holds address {address:#x}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+def test_page_in_makes_weights_mapped_from_a_file_resident(tmp_path: Path) -> None:
+    # Weights loaded from safetensors stay mapped from the file until read; the memory baseline must hold them.
+    import torch
+
+    from benchmarks.measure import page_in
+
+    path = tmp_path / "weights.bin"
+    count = 4 * 1024 * 1024  # 16 MB of float32
+    torch.arange(count, dtype=torch.float32).numpy().tofile(path)
+    module = torch.nn.Linear(1, 1)
+    module.register_buffer("mapped", torch.from_file(str(path), shared=True, size=count, dtype=torch.float32))
+    address = module.mapped.untyped_storage().data_ptr()
+    before = _resident_kb_of_mapping(address)
+    page_in(module)
+    after = _resident_kb_of_mapping(address)
+    assert before < 1024 and after >= 16 * 1024 - 64, (before, after)
+
+
 def test_a_report_says_what_it_skipped_and_why(smoke_run: tuple[dict, Path, str]) -> None:
     report, _, _ = smoke_run
     saved = copy.deepcopy(report)
