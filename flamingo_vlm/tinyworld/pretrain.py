@@ -104,8 +104,8 @@ class ClipSettings:
     lr: float = doc("Peak learning rate.", 1e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
     precision: str = doc(
-        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (CPUs "
-        "without AMX; training.cpu_precision). The two give different weights.", "bf16")
+        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (measured "
+        "at start; training.cpu_precision). The two give different weights.", "bf16")
 
 
 def _pairs(pattern: str, limit: int | None = None, *,
@@ -434,8 +434,8 @@ class LMSettings:
     lr: float = doc("Peak learning rate.", 2e-3)
     warmup_steps: int = doc("Linear warm-up steps.", 100)
     precision: str = doc(
-        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (CPUs "
-        "without AMX; training.cpu_precision). The two give different weights.", "bf16")
+        "bf16 (autocast), fp32, or auto: bf16 unless this CPU runs bf16 matmuls clearly slower than fp32 (measured "
+        "at start; training.cpu_precision). The two give different weights.", "bf16")
     image_slots: float = doc(
         "Weight, beside the corpus's loss, of a batch of image-slot documents each step (0: none; "
         "tinyworld.image_slots): made-up words bound to categories whose only sign is a random vector added to "

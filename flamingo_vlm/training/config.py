@@ -114,7 +114,7 @@ class TrainConfig:
         "dataset per step (the paper's ablation).", "all")
     precision: Literal["fp32", "bf16", "auto"] = doc(
         "Autocast dtype for activations; trainable weights and optimiser state stay fp32. auto: bf16 unless it is "
-        "the slower here (a CPU without AMX runs bf16 matmuls slower than fp32; measured at start, logged).", "fp32")
+        "the slower here (some CPUs run bf16 matmuls slower than fp32; measured at start, logged).", "fp32")
     frozen_dtype: Literal["fp32", "bf16"] = doc("Storage dtype of the frozen backbones (bf16 needs "
                                                 "precision: bf16).", "fp32")
     activation_checkpointing: bool = doc("Recompute each decoder layer's activations in the backward pass.", False)

@@ -1,9 +1,11 @@
 """Whether bf16 autocast actually pays on this CPU.
 
-bf16 matmuls are fast on CPUs with AMX tiles (about 4x fp32 on the machines this project's tiny-world model was made
-on) but slower than fp32 on CPUs that only have AVX512-bf16: on one such 2-core machine a 1024x1024 matmul ran at
-167 GFLOP/s in bf16 against 277 in fp32, and the recipe's Flamingo stage trained at 1,420 tokens/s under bf16
-autocast against 2,300 in fp32 (2026-11-30). A run asked for ``precision: bf16`` on a CPU says so when fp32 would be
+Which CPUs run bf16 fast cannot be read from their instruction sets, so it is measured. A 1024x1024 matmul in bf16
+against fp32, on 2-core machines: about 4.5x faster on an Intel Xeon with AMX tiles (1,297 GFLOP/s against 267) and
+4-6x on an AMD EPYC with AVX512-bf16 and no AMX (845-917 against 145-200, 2026-12-07), but 0.6x on an Intel Xeon with
+AVX512-bf16 and no AMX (167 against 277; the recipe's Flamingo stage trained at 1,420 tokens/s under bf16 autocast
+against 2,300 in fp32, 2026-11-30), a fifth on one with AVX-512 and no bf16, and about 140 times slower on AVX2
+alone, where bf16 is emulated. A run asked for ``precision: bf16`` on a CPU says so when fp32 would be
 clearly faster; it never switches by itself, because the precision changes the numbers a run produces. A run asked
 for ``precision: auto`` gets the faster of the two (:func:`resolve_precision`) and records which.
 """
@@ -68,7 +70,7 @@ def bf16_slower_note(gflops: Callable[[torch.dtype], float] = matmul_gflops) -> 
     if fp32 < CLEARLY_FASTER * bf16:
         return None
     return (f"bf16 is slow on this CPU: square matmuls (up to {SIDE}) run at {bf16:.0f} GFLOP/s in bf16 against "
-            f"{fp32:.0f} in fp32 (CPUs without AMX run bf16 slowly); precision: fp32 would likely train faster here, "
+            f"{fp32:.0f} in fp32; precision: fp32 would likely train faster here, "
             "with other numbers.")
 
 
