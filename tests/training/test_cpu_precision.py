@@ -27,7 +27,8 @@ def test_the_note_names_both_speeds_when_fp32_is_clearly_faster() -> None:
 
 
 def test_no_note_where_bf16_is_faster_or_the_gap_is_within_timing_noise() -> None:
-    assert bf16_slower_note(_measured(fp32=300.0, bf16=1200.0)) is None  # a Xeon with AMX; an AMD EPYC with AVX512-bf16 runs 4-6x too
+    # A Xeon with AMX (an AMD EPYC with AVX512-bf16 and no AMX runs bf16 4-6x fp32 too).
+    assert bf16_slower_note(_measured(fp32=300.0, bf16=1200.0)) is None
     assert bf16_slower_note(_measured(fp32=0.99 * CLEARLY_FASTER * 100.0, bf16=100.0)) is None
     assert bf16_slower_note(_measured(fp32=1.01 * CLEARLY_FASTER * 100.0, bf16=100.0)) is not None
 
@@ -39,7 +40,8 @@ def test_matmul_speed_is_a_positive_rate_for_both_dtypes() -> None:
 
 
 def test_auto_takes_the_faster_precision_and_an_explicit_one_is_kept_unmeasured() -> None:
-    assert resolve_precision("auto", gflops=_measured(fp32=277.0, bf16=167.0)) == "fp32"  # a Xeon with AVX512-bf16, no AMX
+    # A Xeon with AVX512-bf16 and no AMX, where bf16 is the slower.
+    assert resolve_precision("auto", gflops=_measured(fp32=277.0, bf16=167.0)) == "fp32"
     assert resolve_precision("auto", gflops=_measured(fp32=300.0, bf16=1200.0)) == "bf16"  # an AMX CPU
     assert resolve_precision("auto", gflops=_measured(fp32=110.0, bf16=100.0)) == "bf16"  # within timing noise
 
