@@ -22,11 +22,12 @@ def cmd_info(model: str) -> int:
 
 
 def cmd_generate(model: str, prompt: str, images: Sequence[str], max_new_tokens: int, num_beams: int,
-                 video: Sequence[str] | None = None) -> int:
-    """Answer one interleaved prompt: each <image> tag takes the next --image (or the --video frames)."""
-    from flamingo_vlm import Flamingo
+                 video: Sequence[str] | None = None, dtype: str = "fp32") -> int:
+    """Answer one interleaved prompt: each <image> tag takes the next --image (or the --video frames); the weights
+    in ``dtype`` (``flamingo_vlm.evaluation.harness.load_model``)."""
+    from flamingo_vlm.evaluation.harness import load_model
 
-    flamingo = Flamingo.from_pretrained(model)
+    flamingo = load_model(model, dtype=dtype)
     media: list = list(images)
     if video:
         media.append(list(video))
@@ -97,16 +98,19 @@ def cmd_plot(path: str, output: str | None) -> int:
 
 
 def cmd_demo(model: str, tasks: Sequence[str], shots: Sequence[int], seed: int, limit: int, num_beams: int,
-             output: str, demos: str = "random") -> int:
+             output: str, demos: str = "random", dtype: str = "fp32") -> int:
     """The bundled tiny-world model on fresh held-out images: example prompts, a score table, an HTML page."""
     from flamingo_vlm.tinyworld.demo import run_demo
 
     run_demo(model, tasks=tuple(tasks), shots=tuple(shots), seed=seed, limit=limit, num_beams=num_beams,
-             output=output, demos=demos)
+             output=output, demos=demos, dtype=dtype)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flamingo_vlm.evaluation.cli import DTYPE_HELP, add_eval_arguments
+    from flamingo_vlm.evaluation.harness import INFERENCE_DTYPES
+
     parser = argparse.ArgumentParser(
         prog="flamingo",
         description="Flamingo visual language models: build, prompt, train and evaluate.",
@@ -130,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--video", nargs="+", help="frame files of one video, in order (its tag comes last)")
     generate.add_argument("--max-new-tokens", type=int, default=20, help="generation budget (default 20)")
     generate.add_argument("--num-beams", type=int, default=3, help="beam size; 1 = greedy (default 3, the paper's)")
+    generate.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
 
     train = commands.add_parser(
         "train", help="train the new layers on WebDataset shards (one CPU or torchrun + DDP/FSDP2)",
@@ -165,8 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("path", help="a training run folder, or a results.json written by flamingo eval")
     plot.add_argument("--output", help="PNG path (default: RUN_DIR/training.png, or results.png)")
 
-    from flamingo_vlm.evaluation.cli import add_eval_arguments
-
     evaluation = commands.add_parser(
         "eval", help="zero/few-shot evaluation with the paper's protocol",
         description="Score a model on a benchmark at several shot counts and seeds, the way the paper and "
@@ -193,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="demonstrations: random (default), or RICES, the paper's retrieval: the support images "
                            "most like the query's by the model's vision encoder, most similar last, from 200 per "
                            "task (zero-shot's text-only ones stay random)")
+    demo.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
     demo.add_argument("--output", default="flamingo-demo.html", help="HTML page to write")
     return parser
 
@@ -223,14 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_eval_from_args(args)
         if args.command == "demo":
             return cmd_demo(args.model, args.tasks, args.shots, args.seed, args.limit, args.num_beams, args.output,
-                            args.demos)
+                            args.demos, args.dtype)
         if args.command == "plot":
             return cmd_plot(args.path, args.output)
         if args.command == "info":
             return cmd_info(args.model)
         if args.command == "generate":
             return cmd_generate(args.model, args.prompt, args.images, args.max_new_tokens, args.num_beams,
-                                args.video)
+                                args.video, args.dtype)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

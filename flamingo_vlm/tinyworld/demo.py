@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from flamingo_vlm.evaluation.harness import evaluate
+from flamingo_vlm.evaluation.harness import evaluate, load_model, weights_dtype
 from flamingo_vlm.evaluation.report import markdown_table, plot_results
 from flamingo_vlm.evaluation.specs import CaptioningTask, ClassificationTask, TaskSpec, VideoQATask, VQATask
 from flamingo_vlm.model.flamingo import Flamingo
@@ -68,8 +68,11 @@ def task_specs(sets: dict[str, Any], num_beams: int) -> dict[str, TaskSpec]:
 def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = DEMO_TASKS,
              shots: tuple[int, ...] = (0, 4, 8, 16, 32), seed: int = 0, limit: int = 24, num_beams: int = 3,
              output: str | Path = "flamingo-demo.html", progress: bool = True,
-             demos: str = "random") -> dict[str, Any]:
+             demos: str = "random", dtype: str | None = None) -> dict[str, Any]:
     """Run the demo; returns the harness results (also written next to ``output`` as JSON).
+
+    ``dtype`` casts the weights (``"fp32"``, ``"bf16"`` or ``"auto"``; None: as given or loaded;
+    :func:`flamingo_vlm.evaluation.harness.load_model`).
 
     ``demos="rices"`` picks each query's demonstrations by the paper's RICES (the support examples whose images
     the model's vision encoder finds most similar, the most similar last) from a larger support set
@@ -78,8 +81,7 @@ def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = D
     if unknown:
         raise ValueError(f"Unknown demo task(s) {unknown}; choose from {list(DEMO_TASKS)}.")
     start = time.perf_counter()
-    flamingo = model if isinstance(model, Flamingo) else Flamingo.from_pretrained(model)
-    flamingo.eval()
+    flamingo = load_model(model, dtype=dtype)
     # The rendered world (and RICES features) live only as long as the run: the page embeds its images.
     with tempfile.TemporaryDirectory(prefix="flamingo-demo-") as scratch:
         work = Path(scratch)
@@ -107,7 +109,7 @@ def run_demo(model: str | Flamingo = "tiny-world", *, tasks: tuple[str, ...] = D
                                     batch_size=8, progress=progress, demos=demos, cache_dir=work / "rices"))
         results = {"model": str(model) if isinstance(model, str) else "in-memory", "tasks": entries,
                    "demo": {"seed": seed, "demos": demos, "world_seed": DEMO_SEED_OFFSET + seed, "limit": limit,
-                            "seconds": round(time.perf_counter() - start, 1)}}
+                            "dtype": weights_dtype(flamingo), "seconds": round(time.perf_counter() - start, 1)}}
         table = markdown_table(results)
         print("\nScore versus shots (held-out sets, the paper's protocol):\n")
         print(table)

@@ -119,9 +119,20 @@ def test_cli_single_vqa_task(tiny_model_dir: Path, tmp_path: Path, capsys: pytes
     assert [row["shots"] for row in task["results"]] == [0, 2]
     assert task["settings"]["prompt_template"] == "<image>Q: {question} A:"
     assert task["settings"]["max_new_tokens"] == 3 and task["settings"]["device"] == "cpu"
+    assert task["settings"]["dtype"] == "fp32"
     out = capsys.readouterr().out
     assert "| okvqa | VQA accuracy |" in out and "0-shot" in out and "2-shot" in out
     assert any(f"| okvqa | {kind} |" in out for kind in fx.ANSWER_TYPES)  # accuracy per answer type below it
+
+
+def test_cli_evaluates_in_bf16_when_asked(tiny_model_dir: Path, tmp_path: Path) -> None:
+    questions, annotations, images = fx.write_vqa(tmp_path)
+    output = tmp_path / "results.json"
+    assert _run(["--model", str(tiny_model_dir), "--task", "vqa", "--questions", str(questions), "--annotations",
+                 str(annotations), "--images", str(images), "--shots", "0", "--seeds", "1", "--limit", "2",
+                 "--output", str(output), "--no-progress", "--device", "cpu", "--dtype", "bf16"]) == 0
+    (task,) = json.loads(output.read_text())["tasks"]
+    assert task["settings"]["dtype"] == "bf16" and 0.0 <= task["results"][0]["score"] <= 100.0
 
 
 def test_cli_suite_file_with_named_list(tiny_model_dir: Path, tmp_path: Path,

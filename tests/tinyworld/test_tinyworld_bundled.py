@@ -44,6 +44,7 @@ def test_demo_runs_and_prints_its_table(bundled: Flamingo, tmp_path: Path, capsy
     assert "| task |" in printed and "4-shot" in printed
     assert "4 queries per cell" in printed and "by 25.0 points" in printed  # how noisy the table is
     assert {t["task"] for t in results["tasks"]} == {"captioning", "vqa", "video_qa", "novel_words"}
+    assert results["demo"]["dtype"] == "fp32"
     page = (tmp_path / "demo.html").read_text()
     assert page.count("data:image/png;base64") > 10 and (tmp_path / "demo.png").is_file()
 
@@ -56,7 +57,16 @@ def test_generate_command_on_the_bundled_model(tmp_path: Path, capsys: pytest.Ca
     prompt = "<image>Q: what shape is it? A: circle<|endofchunk|><image>Q: what shape is it? A:"
     assert main(["generate", "--model", "tiny-world", "--image", str(tmp_path / "0.png"), "--image",
                  str(tmp_path / "1.png"), "--prompt", prompt, "--max-new-tokens", "4"]) == 0
-    assert capsys.readouterr().out.strip() != ""
+    answer = capsys.readouterr().out.strip()
+    assert answer != ""
+    # The same greedy answer from bf16 weights (its first token leads the next by 0.53 in fp32's logits).
+    answers = []
+    for dtype in ("fp32", "bf16"):
+        assert main(["generate", "--model", "tiny-world", "--image", str(tmp_path / "0.png"), "--image",
+                     str(tmp_path / "1.png"), "--prompt", prompt, "--max-new-tokens", "4", "--num-beams", "1",
+                     "--dtype", dtype]) == 0
+        answers.append(capsys.readouterr().out.strip())
+    assert answers[0] != "" and answers[0] == answers[1]
 
 
 def test_demo_with_rices_retrieves_demonstrations_and_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
