@@ -133,14 +133,17 @@ class Implementation:
         info = {"tokens": ids.numel(), "trainable_params": sum(p.numel() for p in trainable)}
         return step, info
 
-    def generate(self, shots: int, num_beams: int, new_tokens: int) -> tuple[Callable, Callable, dict[str, Any]]:
+    def generate(self, shots: int, num_beams: int, new_tokens: int,
+                 dtype: str = "fp32") -> tuple[Callable, Callable, dict[str, Any]]:
         s, m = self.suite, self.manifest
-        model = self._model().eval()
+        torch_dtype = W.torch_dtype(dtype)
+        model = self._model().eval().to(torch_dtype)  # bf16: every weight (OpenFlamingo's eval get_cast_dtype("bf16"))
         row = W.few_shot_prompt(shots, s.caption_tokens, m["vocab"], m["bos"], s.seed)
         ids = W.to_ids([row], model.media_token_id, model.eoc_token_id)
         mask = torch.ones_like(ids)
         images = W.count_images(row)
         vision_x = W.pixels(images, s.image_size, s.seed).view(1, images, 1, 3, s.image_size, s.image_size)
+        vision_x = vision_x.to(torch_dtype)  # OpenFlamingo leaves the images' dtype to its caller
 
         def run(count: int) -> int:
             with torch.inference_mode():

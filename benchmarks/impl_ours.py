@@ -78,13 +78,15 @@ class Implementation:
         info = {"tokens": ids.numel(), "trainable_params": sum(p.numel() for p in trainable)}
         return step, info
 
-    def generate(self, shots: int, num_beams: int, new_tokens: int) -> tuple[Callable, Callable, dict[str, Any]]:
+    def generate(self, shots: int, num_beams: int, new_tokens: int,
+                 dtype: str = "fp32") -> tuple[Callable, Callable, dict[str, Any]]:
         s, m = self.suite, self.manifest
-        model = self._model().eval()
+        torch_dtype = W.torch_dtype(dtype)
+        model = self._model().eval().to(torch_dtype)  # bf16: what `flamingo generate --dtype bf16` does
         row = W.few_shot_prompt(shots, s.caption_tokens, m["vocab"], m["bos"], s.seed)
         ids = W.to_ids([row], model.media_token_id, model.end_of_chunk_token_id)
         mask = torch.ones_like(ids)
-        pixel_values = W.pixels(W.count_images(row), s.image_size, s.seed)[:, None]
+        pixel_values = W.pixels(W.count_images(row), s.image_size, s.seed)[:, None].to(torch_dtype)
 
         def run(count: int) -> int:
             with torch.inference_mode():

@@ -119,7 +119,7 @@ def build_report(suite: Suite, impls: list[str], results: list[dict[str, Any]], 
                 count = F.generation(s, vocab, agg["prompt_tokens"], agg["images"], agg["new_tokens"],
                                      task["num_beams"])
                 agg["model_flops"] = count
-                peak = peaks.get(interpreter, {}).get("fp32")
+                peak = peaks.get(interpreter, {}).get(task.get("dtype", "fp32"))
                 agg["mfu"] = count["total"] / agg["total_s"]["median"] / peak if peak else None
                 agg["achieved_flops_per_s"] = count["total"] / agg["total_s"]["median"]
             measurements.setdefault(key, {})[impl] = agg
@@ -314,10 +314,12 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(row)
         lines.append("")
 
-    # --- generation
-    gen_keys = [k for k in meas if k.startswith("generate/")]
-    if gen_keys:
-        lines += [f"## Generation: one query, {s['new_tokens']} new tokens (batch 1, fp32)", "",
+    # --- generation: fp32, then the queries with every weight and image in bf16
+    for dtype, title in (("fp32", "fp32"), ("bf16", "bf16: every weight and image cast, MFU against the bf16 peak")):
+        gen_keys = [k for k in meas if k.startswith("generate/") and k.endswith("/bf16") == (dtype == "bf16")]
+        if not gen_keys:
+            continue
+        lines += [f"## Generation: one query, {s['new_tokens']} new tokens (batch 1, {title})", "",
                   "Time to first token (TTFT) and the whole query, in ms."]
         lines.append("")
         head = "| shots | beams | prompt tokens | ours TTFT | ours query | ours tokens/s |"
@@ -407,7 +409,7 @@ def markdown(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- plot
 def plot_per_query(report: dict[str, Any], path: Path) -> bool:
     meas = report["measurements"]
-    gen = {k: v for k, v in meas.items() if k.startswith("generate/")}
+    gen = {k: v for k, v in meas.items() if k.startswith("generate/") and not k.endswith("/bf16")}  # fp32 queries
     if not gen:
         return False
     import matplotlib

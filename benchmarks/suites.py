@@ -69,6 +69,9 @@ class Suite:
     """Side of the square matmul whose FLOP/s is the MFU denominator (measured at the start and end of a run)."""
     rounds: int = 1
     """How many times the whole alternating ours/peer sequence is repeated (repetitions are pooled)."""
+    bf16_gen_shots: list[int] = field(default_factory=list)
+    """Shot counts whose queries (every beam size) are also timed with both sides' weights and images in bf16, the
+    dtype a user on a GPU or a CPU with fast bf16 would prompt in (skipped where the CPU emulates bf16)."""
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +101,7 @@ SUITES: dict[str, Suite] = {
         seq_len=256, images_per_seq=5, batch=4, train_precisions=["fp32", "bf16", "bf16-frozen"], train_warmup=2, train_reps=6,
         shots=[0, 4, 8, 16, 32], beams=[1, 3], new_tokens=20, caption_tokens=12, gen_warmup=1, gen_reps=4,
         module_seq_len=512, sweep_images=[1, 4, 8, 16, 32], module_warmup=2, module_reps=7, rounds=2,
+        bf16_gen_shots=[32],
     ),
     "smoke": Suite(
         name="smoke",
@@ -109,7 +113,7 @@ SUITES: dict[str, Suite] = {
         seq_len=32, images_per_seq=2, batch=2, train_precisions=["fp32", "bf16", "bf16-frozen"], train_warmup=1, train_reps=2,
         shots=[0, 2], beams=[1, 2], new_tokens=3, caption_tokens=3, gen_warmup=1, gen_reps=2,
         module_seq_len=32, sweep_images=[1, 2], module_warmup=1, module_reps=2,
-        peers=[], fresh_process=False, memory_processes=False, matmul_size=256,
+        peers=[], fresh_process=False, memory_processes=False, matmul_size=256, bf16_gen_shots=[2],
     ),
 }
 
@@ -128,6 +132,9 @@ def tasks_for(suite: Suite) -> list[dict[str, Any]]:
     for shots in suite.shots:
         for beams in suite.beams:
             tasks.append({"kind": "generate", "shots": shots, "num_beams": beams})
+    for shots in suite.bf16_gen_shots:
+        for beams in suite.beams:
+            tasks.append({"kind": "generate", "shots": shots, "num_beams": beams, "dtype": "bf16"})
     tasks.append({"kind": "resampler"})
     tasks.append({"kind": "xattn_block"})
     tasks.append({"kind": "xattn_sweep"})
@@ -152,11 +159,12 @@ minute instead of a third of a second."""
 
 def split_slow_bf16(tasks: list[dict[str, Any]], peaks: dict[str, dict[str, float]],
                     keep: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The tasks to run and the bf16 training tasks to skip (``{"key", "reason"}`` each) on a CPU without native bf16.
+    """The tasks to run and the bf16 tasks to skip (``{"key", "reason"}`` each) on a CPU without native bf16.
 
     ``peaks`` maps each interpreter (``ours`` / ``peers``) to its measured matmul peaks in FLOP/s by dtype. Where any
-    interpreter's bf16 peak is under ``SLOW_BF16_FRACTION`` of its fp32 peak, the bf16 training rows would take
-    hours for both sides and measure only the emulation, so they are skipped unless ``keep``.
+    interpreter's bf16 peak is under ``SLOW_BF16_FRACTION`` of its fp32 peak, the bf16 rows (training, queries with
+    bf16 weights) would take hours for both sides and measure only the emulation, so they are skipped unless
+    ``keep``.
     """
     slow = {side: p for side, p in peaks.items()
             if p.get("fp32") and p.get("bf16") is not None and p["bf16"] < SLOW_BF16_FRACTION * p["fp32"]}
@@ -167,9 +175,15 @@ def split_slow_bf16(tasks: list[dict[str, Any]], peaks: dict[str, dict[str, floa
               f"({'our' if side == 'ours' else 'the peer'} interpreter): this CPU has no native bf16 arithmetic, so "
               "a bf16 training step would take about a minute and time only the emulation (--slow-bf16 measures it "
               "anyway)")
-    skipped = [t for t in tasks if t["kind"] == "train" and str(t["precision"]).startswith("bf16")]
+    skipped = [t for t in tasks if t["kind"] in ("train", "generate") and is_bf16(t)]
     return ([t for t in tasks if t not in skipped],
             [{"key": task_key(t), "reason": reason} for t in skipped])
+
+
+def is_bf16(task: dict[str, Any]) -> bool:
+    """Whether a task computes in bf16: bf16 training (autocast, or with frozen weights stored in bf16) or a query
+    with the weights in bf16."""
+    return str(task.get("precision", task.get("dtype", "fp32"))).startswith("bf16")
 
 
 def task_key(task: dict[str, Any]) -> str:
@@ -178,5 +192,6 @@ def task_key(task: dict[str, Any]) -> str:
     if kind == "train":
         return f"train/{task['precision']}"
     if kind == "generate":
-        return f"generate/shots={task['shots']}/beams={task['num_beams']}"
+        key = f"generate/shots={task['shots']}/beams={task['num_beams']}"
+        return key + "/bf16" if is_bf16(task) else key
     return kind

@@ -49,7 +49,7 @@ def memory_task(impl: Any, suite: Suite, task: dict[str, Any]) -> dict[str, Any]
     if kind == "train":
         fn = impl.train_step(task["precision"])[0]
     elif kind == "generate":
-        fn = impl.generate(task["shots"], task["num_beams"], suite.new_tokens)[1]
+        fn = impl.generate(task["shots"], task["num_beams"], suite.new_tokens, task.get("dtype", "fp32"))[1]
     else:
         fn = getattr(impl, kind)()[0]
     first, second = MemoryProbe(), MemoryProbe()
@@ -83,7 +83,8 @@ def run_task(impl: Any, suite: Suite, task: dict[str, Any]) -> dict[str, Any]:
         result["loss"] = losses[-1]
         result.update(info)
     elif kind == "generate":
-        first, full, info = impl.generate(task["shots"], task["num_beams"], suite.new_tokens)
+        first, full, info = impl.generate(task["shots"], task["num_beams"], suite.new_tokens,
+                                          task.get("dtype", "fp32"))
         probe.start()
         time_calls(full, suite.gen_warmup, 0)
         ttft, _ = time_calls(first, 0, suite.gen_reps)

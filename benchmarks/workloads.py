@@ -13,6 +13,16 @@ IMG, EOC = -1, -2
 FIRST_TEXT_ID = 3  # 0, 1, 2 are <s>, </s>, <pad>
 
 
+def torch_dtype(name: str) -> Any:
+    """``"fp32"`` or ``"bf16"`` -> the torch dtype a query's weights and images are cast to."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
 def _text(generator: Any, count: int, vocab: int) -> list[int]:
     import torch
 

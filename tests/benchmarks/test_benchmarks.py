@@ -49,6 +49,13 @@ def test_smoke_report_is_complete_and_every_number_is_finite_and_positive(smoke_
     assert generate["new_tokens"] == suite.new_tokens
     assert generate["images"] == suite.shots[-1] + 1
     assert generate["ttft_s"]["median"] > 0 and generate["total_s"]["median"] > 0
+    bf16 = report["measurements"][f"generate/shots={suite.bf16_gen_shots[0]}/beams=1/bf16"]["ours"]
+    assert bf16["task"]["dtype"] == "bf16" and bf16["new_tokens"] == suite.new_tokens
+    fp32 = report["measurements"][f"generate/shots={suite.bf16_gen_shots[0]}/beams=1"]["ours"]
+    assert bf16["model_flops"] == fp32["model_flops"]  # the same work, against the bf16 peak for its MFU
+    peaks = report["matmul_peak_flops_per_s"]["ours"]
+    assert bf16["mfu"] == pytest.approx(fp32["mfu"] * fp32["total_s"]["median"] / bf16["total_s"]["median"]
+                                        * peaks["fp32"] / peaks["bf16"])
     sweep = report["measurements"]["xattn_sweep"]["ours"]["points"]
     assert [p["images"] for p in sweep] == suite.sweep_images
     assert all("prefill" in p and "decode" in p for p in sweep)
@@ -59,6 +66,7 @@ def test_smoke_writes_markdown_table_and_plot(smoke_run: tuple[dict, Path, str])
     (markdown,) = out.glob("smoke-*.md")
     text = markdown.read_text()
     assert "## Training step" in text and "## Generation" in text and "| fp32 |" in text
+    assert "new tokens (batch 1, fp32)" in text and "new tokens (batch 1, bf16: every weight" in text
     assert text.strip() == stdout.strip()  # the table printed is the table written
     (png,) = out.glob("smoke-*.per_query_vs_shots.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -80,13 +88,16 @@ def test_validation_catches_broken_reports(smoke_run: tuple[dict, Path, str]) ->
     assert validate_report(broken)
 
 
-def test_bf16_training_is_skipped_only_where_the_cpu_emulates_bf16() -> None:
+def test_bf16_rows_are_skipped_only_where_the_cpu_emulates_bf16() -> None:
     tasks = tasks_for(get_suite("cpu-small"))
     # An AVX2-only AMD EPYC: bf16 matmuls at 0.9 GFLOP/s against 124 in fp32.
     emulated = {"ours": {"fp32": 124e9, "bf16": 0.9e9}, "peers": {"fp32": 120e9, "bf16": 0.9e9}}
     kept, skipped = split_slow_bf16(tasks, emulated)
-    assert [s["key"] for s in skipped] == ["train/bf16", "train/bf16-frozen"]
-    assert [t for t in tasks if t not in kept] == [{"kind": "train", "precision": p} for p in ("bf16", "bf16-frozen")]
+    assert [s["key"] for s in skipped] == ["train/bf16", "train/bf16-frozen", "generate/shots=32/beams=1/bf16",
+                                           "generate/shots=32/beams=3/bf16"]
+    assert [t for t in tasks if t not in kept] == (
+        [{"kind": "train", "precision": p} for p in ("bf16", "bf16-frozen")]
+        + [{"kind": "generate", "shots": 32, "num_beams": b, "dtype": "bf16"} for b in (1, 3)])
     assert "0.9 GFLOP/s against 124 in fp32" in skipped[0]["reason"] and "--slow-bf16" in skipped[0]["reason"]
     assert split_slow_bf16(tasks, emulated, keep=True) == (tasks, [])
     # Native bf16 (AVX512-bf16 without AMX: slower than fp32, but not emulated) and AMX: everything runs.
