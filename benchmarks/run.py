@@ -120,7 +120,7 @@ def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Pat
             threads: int | None, timeout: float, only: str | None, log: Any, max_other_load: float = 0.1,
             retries: int = 2, slow_bf16: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every measurement of the suite for every implementation; returns the workers' raw entries and the
-    measurements skipped (``{"key", "reason"}``: bf16 training on a CPU without native bf16, unless ``slow_bf16``)."""
+    measurements skipped (``{"key", "reason"}``: bf16 training and queries on a CPU without native bf16, unless ``slow_bf16``)."""
     pythons = {impl: sys.executable if impl == "ours" else peer_python for impl in impls}
     # The matmul peak is measured once per interpreter (ours / the peers' shared one), at the start and the end.
     peak_impl = {"ours" if impl == "ours" else "peers": impl for impl in reversed(impls)}
@@ -195,9 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="re-measure a pair when other processes used more than this fraction of the CPUs")
     parser.add_argument("--retries", type=int, default=2, help="how many times a disturbed pair is re-measured")
     parser.add_argument("--slow-bf16", action="store_true",
-                        help="measure bf16 training even where the CPU has no native bf16 arithmetic (a bf16 matmul "
-                             "peak under a tenth of fp32's: AVX2-only CPUs), where it is skipped by default because "
-                             "each step takes about a minute")
+                        help="measure bf16 training and bf16 queries even where the CPU has no native bf16 "
+                             "arithmetic (a bf16 matmul peak under a tenth of fp32's: AVX2-only CPUs), where they are "
+                             "skipped by default because each training step takes about a minute")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser.parse_args(argv)
 

@@ -173,8 +173,8 @@ def split_slow_bf16(tasks: list[dict[str, Any]], peaks: dict[str, dict[str, floa
     side, p = next(iter(slow.items()))
     reason = (f"the bf16 matmul peak is {p['bf16'] / 1e9:.1f} GFLOP/s against {p['fp32'] / 1e9:.0f} in fp32 "
               f"({'our' if side == 'ours' else 'the peer'} interpreter): this CPU has no native bf16 arithmetic, so "
-              "a bf16 training step would take about a minute and time only the emulation (--slow-bf16 measures it "
-              "anyway)")
+              "a bf16 training step would take about a minute, and every bf16 row would time only the emulation "
+              "(--slow-bf16 measures them anyway)")
     skipped = [t for t in tasks if t["kind"] in ("train", "generate") and is_bf16(t)]
     return ([t for t in tasks if t not in skipped],
             [{"key": task_key(t), "reason": reason} for t in skipped])
