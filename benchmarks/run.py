@@ -120,7 +120,8 @@ def measure(suite: Suite, impls: list[str], peer_python: str | None, assets: Pat
             threads: int | None, timeout: float, only: str | None, log: Any, max_other_load: float = 0.1,
             retries: int = 2, slow_bf16: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every measurement of the suite for every implementation; returns the workers' raw entries and the
-    measurements skipped (``{"key", "reason"}``: bf16 training and queries on a CPU without native bf16, unless ``slow_bf16``)."""
+    measurements skipped (``{"key", "reason"}``: bf16 training and queries on a CPU without native bf16, unless
+    ``slow_bf16``)."""
     pythons = {impl: sys.executable if impl == "ours" else peer_python for impl in impls}
     # The matmul peak is measured once per interpreter (ours / the peers' shared one), at the start and the end.
     peak_impl = {"ours" if impl == "ours" else "peers": impl for impl in reversed(impls)}

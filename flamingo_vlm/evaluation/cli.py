@@ -78,8 +78,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--output", default="results.json", help="results file (default results.json)")
     sweep.add_argument("--cache-dir", help="RICES feature cache (default ~/.cache/flamingo_vlm/rices)")
     sweep.add_argument("--device", help="torch device (default cuda when available, else cpu)")
-    sweep.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32",
-                       help=DTYPE_HELP)
+    sweep.add_argument("--dtype", choices=INFERENCE_DTYPES, default="fp32", help=DTYPE_HELP)
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
     sweep.add_argument("--overall", action="store_true",
                        help="add the normalised overall score (mean of score / reference score per task)")
