@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from flamingo_vlm.evaluation.demos import FeatureFn
 from flamingo_vlm.evaluation.specs import TaskSpec, metric_label, task_settings
 from flamingo_vlm.evaluation.tasks import DemoMode, Evaluator, make_evaluator
+from flamingo_vlm.training.cpu_precision import PRECISIONS, resolve_precision
 
 if TYPE_CHECKING:
     from flamingo_vlm.model.flamingo import Flamingo
@@ -55,8 +56,9 @@ __all__ = [
 DEFAULT_SHOTS: tuple[int, ...] = (0, 4, 8, 16, 32)
 
 
-#: What ``dtype`` an inference command may ask for (``flamingo generate / eval / demo --dtype``).
-INFERENCE_DTYPES: tuple[str, ...] = ("fp32", "bf16", "auto")
+#: What ``dtype`` an inference command may ask for (``flamingo generate / eval / demo --dtype``): the precisions a
+#: training run may ask for, resolved the same way.
+INFERENCE_DTYPES: tuple[str, ...] = PRECISIONS
 
 
 def load_model(model: Flamingo | str | os.PathLike, device: str | None = None,
@@ -75,7 +77,6 @@ def load_model(model: Flamingo | str | os.PathLike, device: str | None = None,
     import torch
 
     from flamingo_vlm.model.flamingo import Flamingo
-    from flamingo_vlm.training.cpu_precision import resolve_precision
 
     if dtype is not None and dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype must be one of {list(INFERENCE_DTYPES)}, got {dtype!r}")
