@@ -305,18 +305,28 @@ def pack_examples(examples: Sequence[TrainingExample]) -> TrainingExample:
     )
 
 
-def collate(examples: Sequence[TrainingExample], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: Sequence[TrainingExample], pad_token_id: int, pad_to_multiple_of: int = 1,
+            max_length: int | None = None) -> dict[str, torch.Tensor]:
     """Right-pad a list of examples into the keyword arguments of ``Flamingo.forward``.
 
     Returns ``input_ids`` (B, T), ``attention_mask`` (B, T), ``labels`` (B, T) with -100 on padding and, when the
     batch has media, ``pixel_values`` (N, F, 3, S, S) (every row's media, row after row, frames zero-padded to the
     longest video) with ``frame_mask`` (N, F).
+
+    T is the longest example rounded up to ``pad_to_multiple_of``, but not past ``max_length`` (the longest a row
+    may be; never below the longest example). Fewer distinct lengths mean fewer distinct matrix shapes: a CPU's
+    bf16 kernels are built for each new shape (several ms each), a GPU's tensor cores want multiples of 8.
     """
     if not examples:
         raise ValueError("collate needs at least one example.")
     if pad_token_id is None:
         raise ValueError("pad_token_id is None; the tokenizer needs a pad token (add_flamingo_tokens sets one).")
-    length = max(int(e.input_ids.shape[0]) for e in examples)
+    if pad_to_multiple_of < 1:
+        raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}.")
+    longest = max(int(e.input_ids.shape[0]) for e in examples)
+    length = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    if max_length is not None:
+        length = max(longest, min(length, max_length))
     input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(examples), length), dtype=torch.long)  # (B, T)
     labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)  # (B, T)

@@ -125,7 +125,9 @@ class ShardStream(IterableDataset):
                     example, parts = pack_examples(parts), []
                 pending.append(example)
                 if len(pending) == self.dataset.batch_size:
-                    tensors = collate(pending, self.processor.tokenizer.pad_token_id)
+                    tensors = collate(pending, self.processor.tokenizer.pad_token_id,
+                                      pad_to_multiple_of=self.dataset.pad_to_multiple_of,
+                                      max_length=self.dataset.max_tokens * self.dataset.documents_per_row)
                     yield Batch(tensors=tensors, worker=logical, state=ReaderState(state.epoch, state.position),
                                 skipped=skipped, num_tokens=int(tensors["attention_mask"].sum()))
                     pending, skipped = [], Counter()

@@ -63,6 +63,11 @@ class FlamingoStage:
     warmup_steps: int = doc("Linear warm-up steps.", 100)
     schedule: str = doc("constant | cosine | linear after warm-up.", "cosine")
     precision: str = doc("fp32 | bf16 autocast | auto (bf16 unless this CPU runs it slower than fp32).", "bf16")
+    frozen_dtype: str = doc(
+        "fp32 | bf16 | auto: storage of the frozen LM and encoder (TrainConfig.frozen_dtype); auto = bf16 when the "
+        "stage runs bf16, so autocast does not cast every frozen weight again at every step (1.10-1.15x "
+        "the tokens/s on a Xeon with AMX).",
+        "auto")
     gate_lr_multiplier: float = doc("Learning-rate multiplier of the tanh gates (see OptimConfig).", 1.0)
     ffw_gate_lr_multiplier: float | None = doc(
         "Learning-rate multiplier of the gated dense layers' gates alone (see OptimConfig); None = "
@@ -323,6 +328,10 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
         defaults[kind].update({k: v for k, v in override.items() if k != "kind"})
     datasets = [{"kind": kind, "shards": shards[kind], "shuffle_buffer": 2000, **values}
                 for kind, values in defaults.items()]
+    precision = resolve_precision(stage.precision)  # on a CPU; the trainer would resolve auto the same way
+    if stage.frozen_dtype not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"flamingo.frozen_dtype must be fp32, bf16 or auto, got {stage.frozen_dtype!r}")
+    frozen_dtype = {"auto": "bf16" if precision == "bf16" else "fp32"}.get(stage.frozen_dtype, stage.frozen_dtype)
     return {
         "output_dir": str(run_dir),
         "model": {"lm": str(lm_dir), "vision": str(vision_dir), "config": dict(stage.model)},
@@ -331,7 +340,8 @@ def flamingo_train_values(config: RecipeConfig, shards: dict[str, str], lm_dir: 
                   "gate_lr_multiplier": stage.gate_lr_multiplier,
                   "ffw_gate_lr_multiplier": stage.ffw_gate_lr_multiplier},
         "steps": stage.steps,
-        "precision": resolve_precision(stage.precision),  # on a CPU; the trainer would resolve auto the same way
+        "precision": precision,
+        "frozen_dtype": frozen_dtype,
         "seed": config.seed,
         "checkpoint_every": stage.checkpoint_every,
         "keep_last": 1,

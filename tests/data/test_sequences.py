@@ -22,6 +22,7 @@ from flamingo_vlm.data import (
     pack_examples,
     sample_frame_indices,
 )
+from flamingo_vlm.training.trainer import token_nll_sum
 from tests.data.helpers import encode, image_array, tiny_processor
 from tests.model.helpers import build
 from tests.tiny_backbones import CORPUS
@@ -283,6 +284,24 @@ def test_collate_pads_right_and_concatenates_media_in_row_order() -> None:
     assert int((batch["input_ids"] == MEDIA).sum()) == batch["pixel_values"].shape[0]
 
 
+def test_collate_rounds_the_length_up_to_a_multiple_without_passing_max_length() -> None:
+    examples = _mixed_examples(_builder())
+    longest = max(e.input_ids.shape[0] for e in examples)
+    exact = collate(examples, TOKENIZER.pad_token_id)
+    for multiple, max_length, expected in [(16, None, -(-longest // 16) * 16), (16, longest + 1, longest + 1),
+                                           (16, longest - 5, longest), (1, None, longest)]:
+        batch = collate(examples, TOKENIZER.pad_token_id, pad_to_multiple_of=multiple, max_length=max_length)
+        assert batch["input_ids"].shape == (3, expected), (multiple, max_length)
+        # The rows' own tokens are untouched; every added position is padding, unattended and unlabelled.
+        for key, fill in (("input_ids", TOKENIZER.pad_token_id), ("attention_mask", 0), ("labels", IGNORE_INDEX)):
+            assert torch.equal(batch[key][:, :longest], exact[key]), key
+            assert (batch[key][:, longest:] == fill).all(), key
+        assert torch.equal(batch["pixel_values"], exact["pixel_values"])
+    assert expected == longest and longest % 16 != 0  # the cases above did pad
+    with pytest.raises(ValueError, match="pad_to_multiple_of must be >= 1"):
+        collate(examples, TOKENIZER.pad_token_id, pad_to_multiple_of=0)
+
+
 def test_packed_row_is_its_windows_one_after_another() -> None:
     rng = random.Random(3)
     builder = _builder(max_tokens=30, max_media=3)
@@ -343,6 +362,17 @@ def test_shard_bytes_to_a_finite_loss_through_the_model(lm_dirs: dict[str, str],
     assert int((batch["input_ids"] == model.media_token_id).sum()) == batch["pixel_values"].shape[0] == 4
     assert batch["frame_mask"].sum(1).tolist() == [1, 3, 1, 1]
     assert np.isfinite(output.logits.detach().numpy()).all()
+    # Padding a batch further (pad_to_multiple_of) changes no token's loss: the same summed NLL and count.
+    model.eval()
+    sums = []
+    for multiple in (1, 64):
+        padded = collate(examples, model.tokenizer.pad_token_id, pad_to_multiple_of=multiple)
+        with torch.no_grad():
+            sums.append(token_nll_sum(model, padded))
+    assert padded["input_ids"].shape[1] == 64 > batch["input_ids"].shape[1]
+    assert int(sums[0][1]) == int(sums[1][1]) > 0
+    assert float(sums[1][0]) == pytest.approx(float(sums[0][0]), rel=1e-5)
+    model.train()
     # A batch of text documents alone (no pixel_values) trains the gated dense layers too.
     model.zero_grad()
     text_batch = collate([examples[-1]], model.tokenizer.pad_token_id)

@@ -21,7 +21,7 @@ from flamingo_vlm.tinyworld.recipe import (
     pairs_phase_values,
     run_recipe,
 )
-from flamingo_vlm.training.config import ConfigError
+from flamingo_vlm.training.config import ConfigError, load_train_config
 
 QUICK = [("data_scale", "0.01"), ("progress", "false"), ("clip.steps", "3"), ("clip.batch_size", "16"),
          ("lm.steps", "3"), ("lm.batch_size", "4"), ("flamingo.steps", "3"), ("flamingo.warmup_steps", "1"),
@@ -137,6 +137,29 @@ def test_a_text_entry_adds_the_lm_corpus_to_both_phases(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="a kind among"):
         flamingo_train_values(load_recipe(overrides=[("flamingo.datasets", '[{"kind": "audio"}]')]), shards,
                               tmp_path, tmp_path, tmp_path)
+
+
+def test_frozen_weights_are_stored_in_bf16_when_the_stage_runs_bf16(tmp_path: Path) -> None:
+    shards = {"interleaved": "i.tar", "pairs": "p.tar", "video": "v.tar"}
+
+    def values(precision: str, frozen: str) -> dict:
+        config = load_recipe(overrides=[("flamingo.precision", precision), ("flamingo.frozen_dtype", frozen)])
+        mixture = flamingo_train_values(config, shards, tmp_path / "lm", tmp_path / "vision", tmp_path / "run")
+        phase = pairs_phase_values(config, mixture, tmp_path / "phase")
+        assert phase["frozen_dtype"] == mixture["frozen_dtype"]  # both phases alike
+        return mixture
+
+    assert values("bf16", "auto")["frozen_dtype"] == "bf16"
+    assert values("fp32", "auto")["frozen_dtype"] == "fp32"
+    assert values("bf16", "fp32")["frozen_dtype"] == "fp32"
+    # The engine's own config takes the values as they are (and refuses bf16 storage under fp32 itself).
+    config = load_train_config(overrides=[(k, json.dumps(v)) for k, v in values("bf16", "auto").items()])
+    assert (config.precision, config.frozen_dtype) == ("bf16", "bf16")
+    assert all(d.pad_to_multiple_of == 16 for d in config.datasets)
+    with pytest.raises(ConfigError, match="frozen_dtype: bf16 frozen weights need precision: bf16"):
+        load_train_config(overrides=[(k, json.dumps(v)) for k, v in values("fp32", "bf16").items()])
+    with pytest.raises(ValueError, match="flamingo.frozen_dtype must be fp32, bf16 or auto"):
+        values("bf16", "fp16")
 
 
 def test_recipe_config_is_validated() -> None:

@@ -49,6 +49,7 @@ def test_dotted_overrides_reach_nested_fields() -> None:
         ([("steps", "0")], "steps: must be >= 1"),
         ([("datasets.0.leading_space_prob", "2")], "datasets.0.leading_space_prob: must be in"),
         ([("datasets.0.documents_per_row", "0")], "datasets.0.documents_per_row: must be >= 1"),
+        ([("datasets.0.pad_to_multiple_of", "0")], "datasets.0.pad_to_multiple_of: must be >= 1"),
         ([("datasets.1.documents_per_row", "4")], "datasets.1.documents_per_row: only interleaved documents"),
     ],
 )
