@@ -33,6 +33,16 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MAX_LOGGED_SKIPS = 20
 
 
+def tar_writer(target: str | BinaryIO) -> TarWriter:
+    """A WebDataset tar writer whose output depends only on the samples written (values must be bytes already).
+
+    The modification time is fixed so the same data gives byte-identical shards, and is an int: a float makes
+    tarfile add a PAX header block before every member, which makes shards a third larger and is parsed in
+    Python by every reader.
+    """
+    return TarWriter(target, encoder=False, mtime=0)
+
+
 @dataclass
 class ShardStats:
     """What ``write_shards`` did: samples written and samples skipped per ``CorruptSample`` reason."""
@@ -166,8 +176,7 @@ class _ShardFile:
         # Same folder, so os.replace is an atomic rename; a unique name keeps concurrent writers apart.
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         self._file: BinaryIO = open(self.temporary, "xb")  # noqa: SIM115 (closed by commit or abort)
-        # mtime fixed so the same data gives byte-identical shards.
-        self._tar = TarWriter(self._file, encoder=False, mtime=0.0)
+        self._tar = tar_writer(self._file)
         self.count = 0
 
     def write(self, raw: dict[str, Any]) -> None:

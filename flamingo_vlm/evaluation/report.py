@@ -125,7 +125,10 @@ def overall_scores(
 
 def markdown_table(results: Mapping[str, Any] | str | os.PathLike, *, overall: bool = False,
                    reference: Mapping[str, ReferenceScore] | None = None, metrics: bool = False) -> str:
-    """A markdown table: one row per task, one column per shot count, cells ``mean ± std``.
+    """A markdown table: one row per task, one column per shot count, cells ``mean ± std`` over seeds.
+
+    A result from one seed (``per_seed`` of length 1) shows its score alone: a spread of 0.00 would claim a
+    certainty one seed cannot give.
 
     With ``metrics`` each task's other metrics follow its row, one row each (VQA accuracy per answer type,
     captioning's BLEU-4 and ROUGE-L, ...). With ``overall`` a last row gives the normalised overall score
@@ -140,7 +143,7 @@ def markdown_table(results: Mapping[str, Any] | str | os.PathLike, *, overall: b
         cells = []
         for k in shots:
             row = by_shots.get(k)
-            cells.append("" if row is None else f"{row['score']:.2f} ± {row.get('std', 0.0):.2f}")
+            cells.append("" if row is None else _cell(row))
         lines.append(f"| {task['task']} | {task.get('metric', '')} | " + " | ".join(cells) + " |")
         if metrics:
             names = list(dict.fromkeys(name for row in task["results"] for name in row.get("metrics", {})))
@@ -148,13 +151,21 @@ def markdown_table(results: Mapping[str, Any] | str | os.PathLike, *, overall: b
                 cells = []
                 for k in shots:
                     value = by_shots.get(k, {}).get("metrics", {}).get(name)
-                    cells.append("" if value is None else f"{value['score']:.2f} ± {value.get('std', 0.0):.2f}")
+                    cells.append("" if value is None else _cell(value))
                 lines.append(f"| {task['task']} | {name} | " + " | ".join(cells) + " |")
     if overall:
         scores = overall_scores(data, reference)
         cells = [f"{scores[k]['score']:.2f}" if k in scores else "" for k in shots]
         lines.append("| overall (% of reference) | normalised | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(result: Mapping[str, Any]) -> str:
+    """``score ± std``, or the score alone when it comes from a single seed."""
+    seeds = result.get("per_seed")
+    if seeds is not None and len(seeds) < 2:
+        return f"{result['score']:.2f}"
+    return f"{result['score']:.2f} ± {result.get('std', 0.0):.2f}"
 
 
 def plot_results(results_json: str | os.PathLike | Mapping[str, Any], output_png: str | os.PathLike) -> Path:

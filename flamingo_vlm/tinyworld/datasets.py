@@ -442,10 +442,9 @@ class _ShardWriter:
         if self._tar is None:
             path = self.out_dir / f"{self.prefix}-{len(self.paths):06d}.tar"
             self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            from webdataset import TarWriter  # imported here: importing webdataset takes about a second
+            from flamingo_vlm.data.shards import tar_writer  # here: importing webdataset takes about a second
 
-            # encoder=False: values are bytes already; mtime fixed so the same data gives identical bytes.
-            self._tar = TarWriter(str(self._tmp), encoder=False, mtime=0.0)
+            self._tar = tar_writer(str(self._tmp))
             self.paths.append(path)
         self._tar.write(sample)
         self._count += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import braceexpand
@@ -51,6 +52,21 @@ def test_pairs_folder_round_trip(tmp_path: Path) -> None:
     raws = [raw for p in shards for raw in read_shard(p)]
     assert len({raw["__key__"] for raw in raws}) == 5
     assert all("." not in raw["__key__"] and set(raw) - {"__key__", "__url__"} == {"png", "txt"} for raw in raws)
+
+
+def test_shards_are_plain_ustar_and_byte_identical_across_writes(tmp_path: Path) -> None:
+    # No PAX header per member (a float mtime would add one, and readers parse each in Python); the same data gives
+    # the same bytes.
+    source = tmp_path / "pairs"
+    for i in range(3):
+        save_image(source / f"{i}.png", image_array(i))
+        (source / f"{i}.txt").write_text(f"caption {i}\n", encoding="utf-8")
+    first = write_shards("pairs", source, tmp_path / "one")
+    second = write_shards("pairs", source, tmp_path / "two")
+    assert [a.read_bytes() for a in first] == [b.read_bytes() for b in second]
+    with tarfile.open(first[0]) as archive:
+        members = archive.getmembers()
+    assert len(members) == 6 and all(m.pax_headers == {} and m.mtime == 0 and m.isfile() for m in members)
 
 
 def test_pairs_jsonl_round_trip_with_relative_absolute_and_reencoded_images(tmp_path: Path) -> None:

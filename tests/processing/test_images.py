@@ -201,6 +201,41 @@ def test_normalisation_is_per_channel_and_channels_first(processor: ImageProcess
     torch.testing.assert_close(pixels, expected.view(3, 1, 1).expand_as(pixels), atol=1e-5, rtol=0)
 
 
+def test_every_pixel_is_normalised_in_place_at_the_target_size(processor: ImageProcessor) -> None:
+    # A square image of the target size is not resampled: each output value is its own pixel's, channels first.
+    array = np.random.default_rng(0).integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
+    pixels = processor(Image.fromarray(array))
+    assert pixels.shape == (3, SIZE, SIZE) and pixels.dtype == torch.float32 and pixels.is_contiguous()
+    mean = torch.tensor(CLIP_IMAGE_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_IMAGE_STD).view(3, 1, 1)
+    expected = (torch.from_numpy(array).permute(2, 0, 1).double() / 255 - mean.double()) / std.double()
+    torch.testing.assert_close(pixels.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_output_owns_its_memory_and_leaves_the_image_alone(processor: ImageProcessor) -> None:
+    image = solid(RED, SIZE, SIZE)
+    pixels = processor(image)
+    pixels.zero_()  # writable, and not a view of the image's buffer
+    assert image.getpixel((0, 0)) == RED
+    torch.testing.assert_close(processor(image), normalised(RED).expand(3, SIZE, SIZE))
+
+
+def test_exif_orientation_of_an_in_memory_rgb_image_is_applied(tmp_path: Path) -> None:
+    # An RGB image normally skips load_image's conversion; one that EXIF says to rotate must not.
+    processor = ImageProcessor(image_size=SIZE, resize_mode="stretch", resample="nearest")
+    path = tmp_path / "rotated.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    thirds((RED, GREEN, BLUE), SIZE, SIZE, horizontal=True).save(path, exif=exif)
+    with Image.open(path) as opened:
+        opened.load()
+        assert opened.mode == "RGB"
+        pixels = processor(opened)
+    # Left-to-right bands, turned clockwise, run top to bottom.
+    for row, color in ((0, RED), (SIZE // 2, GREEN), (SIZE - 1, BLUE)):
+        torch.testing.assert_close(pixels[:, row, SIZE // 2], normalised(color).view(3), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("shape", [(200, 300), (300, 200), (101, 77), (77, 101), (33, 500), (7, 9)])
 def test_center_crop_matches_hugging_face_clip_processor(shape: tuple[int, int]) -> None:
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import re
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def test_every_shard_decodes_as_its_kind(shards: dict[str, str]) -> None:
                 assert 1 <= len(sample.images) <= 8
     assert seen == {"pairs": 24, "video": 6, "interleaved": 48}
     assert len(expand_shards(shards["pairs"])) == 3  # 24 samples at 10 per shard
+    for pattern in shards.values():  # plain ustar members: no PAX header for readers to parse (tar_writer)
+        with tarfile.open(expand_shards(pattern)[0]) as archive:
+            assert all(member.pax_headers == {} for member in archive.getmembers())
 
 
 def test_same_seed_gives_identical_shards_and_another_seed_differs(shards, tmp_path: Path) -> None:
@@ -244,7 +248,6 @@ def test_clip_stage_reads_every_pair_and_counts_corrupt_ones(shards, tmp_path: P
     raws = _raws(shards["pairs"])
     assert [text for _, text in _pairs(shards["pairs"])] == [raw["txt"].decode() for raw in raws]
     # A corrupt pair is skipped, counted and named by reason, never silently dropped.
-    import tarfile
 
     bad = tmp_path / "bad-000000.tar"
     with tarfile.open(bad, "w") as tar:
