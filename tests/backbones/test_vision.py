@@ -29,6 +29,8 @@ def test_cnn_feature_map_cells_become_tokens(kind: str, tokens: int, dim: int, t
     # Row-major cells: token r * w + c is the map's cell (r, c).
     width = feature_map.shape[-1]
     torch.testing.assert_close(features[1, 1 * width + 2], feature_map[1, :, 1, 2])
+    # Every cell, although the encoder runs the tower on channels-last pixels (faster CPU kernels).
+    torch.testing.assert_close(features, feature_map.flatten(2).transpose(1, 2))
     # An earlier hidden layer is a feature map too, with its own width.
     early = VisionEncoder(tower, feature_layer=1, image_size=32)
     assert early.feature_dim == tower.config.hidden_sizes[0] and early(pixels).dim() == 3
